@@ -1,0 +1,47 @@
+# Monet: `make demo` trains briefly and writes a sample grid; `make test` runs the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= configs/wgan_gp.yaml
+DEMO_CONFIG ?= configs/wgan_gp.yaml
+DEMO_STEPS ?= 120
+PYTEST_ARGS ?=
+
+.PHONY: install test lint format fit demo bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+# pytest's exit code 5 (no tests collected) is a failure, never a pass.
+test: install
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+fit: install
+	$(BIN)/python -m monet fit --config $(CONFIG)
+
+# Train the headline config for a few steps on the data it finds (MONET_DATA, else data/)
+# and write a sample grid; with no data it says how to get it.
+demo: install
+	$(BIN)/python -m monet fit --config $(DEMO_CONFIG) --data.root "$${MONET_DATA:-data}" \
+		--trainer.max_steps $(DEMO_STEPS) --trainer.logger.init_args.name demo \
+		--trainer.enable_progress_bar true
+
+bench: install
+	$(BIN)/python benchmarks/data.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,126 @@
+"""Images/s of the training data path: Monet's decode-once cache + batched augmentation against
+a per-image PIL + torchvision.transforms Dataset over the JPEG folder (what the report did).
+
+    MONET_DATA=../shared/data python benchmarks/data.py [--images 1920] [--batch-size 64]
+
+Both pipelines flip (p=0.5), rotate (p=1, +-15 degrees) and erase (p=0.5); both end in float
+(B, 3, S, S) batches in [-1, 1]. Without MONET_DATA a synthetic 300-image JPEG folder is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+from monet.data import Augment, Erasing, MonetDataModule, Rotation
+
+
+class PILFolder(Dataset):
+    """The reference: open, decode and transform one JPEG per item."""
+
+    def __init__(self, folder: Path, size: int) -> None:
+        self.files = sorted(folder.glob("*.jpg"))
+        self.transform = T.Compose(
+            [
+                T.Resize(size),
+                T.RandomHorizontalFlip(0.5),
+                T.RandomRotation(15),
+                T.ToTensor(),
+                T.Normalize([0.5] * 3, [0.5] * 3),
+                T.RandomErasing(p=0.5),
+            ]
+        )
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        with Image.open(self.files[i]) as im:
+            return self.transform(im.convert("RGB"))
+
+
+def throughput(batches, n_images: int, prepare=lambda b: b) -> float:
+    """Images per second over at least `n_images`, after one warm-up batch."""
+    it = batches()
+    prepare(next(it))
+    seen, start = 0, time.perf_counter()
+    while seen < n_images:
+        for batch in it:
+            seen += len(prepare(batch))
+            if seen >= n_images:
+                break
+        else:
+            it = batches()
+    return seen / (time.perf_counter() - start)
+
+
+def synthetic_folder(root: Path, n: int = 300) -> Path:
+    folder = root / "monet_jpg"
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        small = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+        small.resize((256, 256), Image.BICUBIC).save(folder / f"{i:04d}.jpg", quality=90)
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=1920)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 256])
+    args = parser.parse_args()
+    tmp = tempfile.TemporaryDirectory()
+    root = Path(os.environ.get("MONET_DATA") or synthetic_folder(Path(tmp.name)))
+    aug = Augment(hflip=0.5, rotation=Rotation(p=1.0, degrees=15.0), erasing=Erasing(p=0.5))
+    print(
+        f"data: {root}   torch {torch.__version__}, {torch.get_num_threads()} threads, "
+        f"batch {args.batch_size}, >= {args.images} images per row\n"
+    )
+    header = f"{'size':>5} | {'pipeline':<44} | {'images/s':>9} | {'speed-up':>8}"
+    print(header + "\n" + "-" * len(header))
+    for size in args.sizes:
+        rows = []
+        for workers in (0, 2):
+            ds = PILFolder(root / "monet_jpg", size)
+            loader = DataLoader(
+                ds,
+                args.batch_size,
+                shuffle=True,
+                num_workers=workers,
+                persistent_workers=workers > 0,
+            )
+            rate = throughput(lambda loader=loader: iter(loader), args.images)
+            rows.append((f"reference: PIL + transforms, {workers} workers", rate))
+        dm = MonetDataModule(
+            str(root), format="jpg", image_size=size, batch_size=args.batch_size, augment=aug
+        )
+        start = time.perf_counter()
+        dm.setup("fit")
+        decode = time.perf_counter() - start
+        dm.trainer = SimpleNamespace(training=True, global_rank=0)
+        loader = dm.train_dataloader()
+        rate = throughput(
+            lambda loader=loader: iter(loader),
+            args.images,
+            lambda b, dm=dm: dm.on_after_batch_transfer(b, 0),
+        )
+        rows.append((f"monet: cache + batched augment (decode {decode:.1f} s once)", rate))
+        best_ref = max(r for _, r in rows[:2])
+        for name, r in rows:
+            print(f"{size:>5} | {name:<44} | {r:>9.0f} | {r / best_ref:>7.1f}x")
+    tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from monet.callbacks.samples import SampleGrid
+
+__all__ = ["SampleGrid"]

@@ -1,0 +1,51 @@
+"""GAN losses in one place. Networks return raw scores (logits); no sigmoid anywhere else."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+GanLoss = Literal["wgan_gp", "bce", "hinge"]
+
+
+def critic_loss(kind: GanLoss, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """The discriminator/critic objective to minimise, from its scores on real and fake images."""
+    if kind == "wgan_gp":  # Arjovsky et al. 2017, Eq. 3 (negated)
+        return fake.mean() - real.mean()
+    if kind == "bce":  # Goodfellow et al. 2014, Eq. 1, on logits
+        return F.binary_cross_entropy_with_logits(
+            real, torch.ones_like(real)
+        ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
+    if kind == "hinge":  # Lim & Ye 2017
+        return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
+    raise ValueError(f"loss={kind!r} is not known: use wgan_gp, bce or hinge.")
+
+
+def generator_loss(kind: GanLoss, fake: torch.Tensor) -> torch.Tensor:
+    """The generator objective to minimise, from the critic's scores on its images."""
+    if kind in ("wgan_gp", "hinge"):
+        return -fake.mean()
+    if kind == "bce":  # the non-saturating loss
+        return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
+    raise ValueError(f"loss={kind!r} is not known: use wgan_gp, bce or hinge.")
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates (Gulrajani et al. 2017, Eq. 3).
+
+    Computed in float32 even under autocast: the penalty squares small differences of norms.
+    """
+    eps = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device)
+    x_hat = (eps * real.float() + (1 - eps) * fake.float()).requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        scores = critic(x_hat)
+        (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()

@@ -1,0 +1,3 @@
+from monet.models.gan import GAN
+
+__all__ = ["GAN"]

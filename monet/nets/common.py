@@ -1,0 +1,31 @@
+"""Small pieces shared by the networks. Imports torch only."""
+
+from __future__ import annotations
+
+import math
+
+from torch import nn
+
+from monet.errors import ConfigError
+
+
+def check_image_size(name: str, image_size: int, sizes: tuple[int, ...]) -> int:
+    """Fail at construction, naming the value and the sizes that work."""
+    if image_size not in sizes:
+        raise ConfigError(
+            f"{name} cannot work at image_size={image_size}: use one of "
+            f"{', '.join(map(str, sizes))} (and the same data.image_size)."
+        )
+    return int(math.log2(image_size))
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) conv weights and N(1, 0.02) norm scales (Radford et al. 2016, Sec. 4)."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d)) and m.weight is not None:
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)

@@ -1,0 +1,127 @@
+"""The command line, driven in-process through cli_main, on data the tests write and on the real
+Kaggle data when MONET_DATA is set."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from monet.__main__ import cli_main
+from monet.errors import ConfigError
+from monet.models import GAN
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def small(config: Path, data: Path, out: Path, *extra: str) -> list[str]:
+    """Arguments that shrink a config to a few seconds on a CPU."""
+    return [
+        "--config",
+        str(config),
+        "--data.root",
+        str(data),
+        "--data.image_size",
+        "32",
+        "--data.batch_size",
+        "4",
+        "--trainer.default_root_dir",
+        str(out),
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+        *extra,
+    ]
+
+
+def shrink_nets(config: Path) -> list[str]:
+    text = config.read_text()
+    nets = [net for net in ("generator", "critic") if f"{net}:" in text]
+    return [arg for net in nets for arg in (f"--model.init_args.{net}.init_args.features", "4")]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
+def test_every_config_fast_dev_run(config, kaggle_dir, tmp_path):
+    cli = cli_main(
+        [
+            "fit",
+            *small(config, kaggle_dir, tmp_path, "--trainer.fast_dev_run", "1"),
+            *shrink_nets(config),
+        ]
+    )
+    assert cli.trainer.state.finished and cli.trainer.global_step >= 1
+
+
+def test_print_config_shows_everything(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", str(ROOT / "configs/wgan_gp.yaml"), "--print_config"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    for key in (
+        "class_path: monet.models.GAN",
+        "n_critic: 5",
+        "gp_weight: 10.0",
+        "five_crop:",
+        "image_size: 64",
+        "lr: 0.0001",
+    ):
+        assert key in out
+
+
+def test_image_size_follows_data_and_bad_sizes_fail_at_startup(kaggle_dir, tmp_path):
+    args = small(ROOT / "configs/wgan_gp.yaml", kaggle_dir, tmp_path)
+    cli = cli_main([*args, "--data.image_size", "128"], run=False)
+    assert cli.model.generator.image_size == 128 and cli.model.critic.image_size == 128
+    with pytest.raises(ConfigError, match=r"image_size=48: use one of 32, 64, 128, 256"):
+        cli_main([*args, "--data.image_size", "48"], run=False)
+
+
+def test_command_line_errors_are_one_clear_line(tmp_path):
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "monet",
+            "fit",
+            "--config",
+            str(ROOT / "configs/wgan_gp.yaml"),
+            "--data.root",
+            str(tmp_path / "missing"),
+            "--trainer.default_root_dir",
+            str(tmp_path),
+            "--trainer.logger.init_args.save_dir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert "monet: error: data root" in result.stderr and "does not exist" in result.stderr
+    assert "kaggle competitions download" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_wgan_gp_on_the_real_data_leaves_checkpoint_and_grid(shared_data, tmp_path):
+    config = ROOT / "configs/wgan_gp.yaml"
+    args = small(config, shared_data, tmp_path, "--trainer.max_steps", "12")
+    cli = cli_main(["fit", *args, *shrink_nets(config)])
+    run_dir = Path(cli.trainer.log_dir)
+    assert (run_dir / "checkpoints" / "last.ckpt").is_file()
+    assert list((run_dir / "samples").glob("*.png"))
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ckpt["global_step"] == 12 and ckpt["critic_steps"] == 10
+    model = GAN.load_from_checkpoint(
+        run_dir / "checkpoints" / "last.ckpt",
+        generator=cli.model.generator,
+        critic=cli.model.critic,
+    )
+    assert model.n_critic == 5

@@ -1,0 +1,70 @@
+"""Losses against closed forms."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from monet.losses import critic_loss, generator_loss, gradient_penalty
+
+
+class Linear(nn.Module):
+    """D(x) = <w, x>: the input gradient is w everywhere."""
+
+    def __init__(self, w: torch.Tensor) -> None:
+        super().__init__()
+        self.w = nn.Parameter(w)
+
+    def forward(self, x):
+        return (x * self.w).flatten(1).sum(1)
+
+
+class Quadratic(nn.Module):
+    """D(x) = ||x||^2 / 2: the input gradient is x itself."""
+
+    def forward(self, x):
+        return 0.5 * x.pow(2).flatten(1).sum(1)
+
+
+def test_gradient_penalty_linear_critic():
+    w = torch.full((1, 3, 4, 4), 0.5)  # ||w|| = 0.5 * sqrt(48)
+    real, fake = torch.randn(8, 3, 4, 4), torch.randn(8, 3, 4, 4)
+    expected = (0.5 * math.sqrt(48) - 1) ** 2
+    assert gradient_penalty(Linear(w), real, fake).item() == pytest.approx(expected, rel=1e-6)
+    unit = torch.zeros(1, 3, 4, 4)
+    unit[0, 0, 0, 0] = 1.0
+    assert gradient_penalty(Linear(unit), real, fake).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_gradient_penalty_quadratic_critic_uses_the_interpolates():
+    real, fake = torch.randn(6, 3, 4, 4), torch.randn(6, 3, 4, 4)
+    gp = gradient_penalty(Quadratic(), real, fake, generator=torch.Generator().manual_seed(5))
+    eps = torch.rand(6, 1, 1, 1, generator=torch.Generator().manual_seed(5))
+    x_hat = eps * real + (1 - eps) * fake
+    expected = ((x_hat.flatten(1).norm(dim=1) - 1) ** 2).mean()
+    assert gp.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_gradient_penalty_is_differentiable_in_critic_weights():
+    critic = Linear(torch.full((1, 3, 4, 4), 0.5))
+    gp = gradient_penalty(critic, torch.randn(4, 3, 4, 4), torch.randn(4, 3, 4, 4))
+    gp.backward()
+    # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||
+    norm = 0.5 * math.sqrt(48)
+    assert torch.allclose(critic.w.grad, torch.full_like(critic.w, 2 * (norm - 1) * 0.5 / norm))
+
+
+def test_wasserstein_and_bce_and_hinge_values():
+    real, fake = torch.tensor([2.0, 4.0]), torch.tensor([-1.0, 1.0])
+    assert critic_loss("wgan_gp", real, fake).item() == pytest.approx(0.0 - 3.0)
+    assert generator_loss("wgan_gp", fake).item() == pytest.approx(0.0)
+    assert critic_loss("hinge", real, fake).item() == pytest.approx(0.0 + 1.0)
+    sp = torch.nn.functional.softplus
+    expected = sp(-real).mean() + sp(fake).mean()
+    assert critic_loss("bce", real, fake).item() == pytest.approx(expected.item())
+    assert generator_loss("bce", fake).item() == pytest.approx(sp(-fake).mean().item())
+    with pytest.raises(ValueError, match="loss='lsgan' is not known"):
+        critic_loss("lsgan", real, fake)
