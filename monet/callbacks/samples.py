@@ -6,7 +6,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from torchvision.utils import save_image
 
 
@@ -36,11 +36,13 @@ class SampleGrid(L.Callback):
             self.noise = pl_module.sample_noise(self.num_samples, generator=gen)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not trainer.fast_dev_run:
             self.write(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.last_step != trainer.global_step:
+        # fast_dev_run is a smoke test that writes nothing (Lightning drops its loggers and
+        # checkpoints too); a diffusion grid would cost a full sampling run.
+        if self.last_step != trainer.global_step and not trainer.fast_dev_run:
             self.write(trainer, pl_module)
 
     @rank_zero_only
@@ -50,6 +52,7 @@ class SampleGrid(L.Callback):
         path.mkdir(parents=True, exist_ok=True)
         path = path / f"epoch={trainer.current_epoch:04d}-step={trainer.global_step:07d}.png"
         save_image((images + 1) / 2, path, nrow=self.nrow)
+        rank_zero_info(f"SampleGrid: wrote {path}")
         self.last_step = trainer.global_step
         return path
 

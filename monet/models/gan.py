@@ -10,6 +10,7 @@ from torch import nn
 
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty
+from monet.models.common import check_sizes
 
 
 class GAN(L.LightningModule):
@@ -69,15 +70,7 @@ class GAN(L.LightningModule):
 
     # -- training ---------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        size = getattr(datamodule, "image_size", None)
-        for name in ("generator", "critic"):
-            own = getattr(getattr(self, name), "image_size", None)
-            if size is not None and own is not None and own != size:
-                raise ConfigError(
-                    f"model.{name} is built for {own} px but data.image_size={size}: set "
-                    f"model.init_args.{name}.init_args.image_size={size}, or data.image_size={own}."
-                )
+        check_sizes(self, "generator", "critic")
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)

@@ -1,0 +1,159 @@
+"""The one LightningDataModule: every family trains on it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
+
+from monet.data.augment import Augment, augment_batch_, preprocess
+from monet.data.sources import find_files, read_images
+from monet.errors import ConfigError
+
+
+class _Images(Dataset):
+    """Indexes a uint8 (N, 3, S, S) tensor; the default collate stacks items into a batch."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        return self.images[index]
+
+
+class MonetDataModule(L.LightningDataModule):
+    """Kaggle "I'm Something of a Painter Myself" images, decoded once, augmented on the device.
+
+    Images are decoded a single time into a uint8 cache (optionally a memory-mapped file in
+    `cache_dir`). Batches leave the loader as uint8 and become float in [-1, 1] after the
+    transfer to the device, where the random augmentations run as batched tensor ops.
+
+    Args:
+        root: Kaggle-layout folder, a folder of images or TFRecords, or the Kaggle zip.
+        domain: which half of the data set: ``monet`` paintings or ``photo``.
+        format: ``tfrecord``, ``jpg`` (any image file) or ``auto`` (TFRecords when present).
+        files: explicit list of TFRecord or image files, used instead of `root`.
+        image_size: side of the square training images.
+        batch_size: images per training and validation batch (per device).
+        num_workers: DataLoader worker processes (0 is usually fastest: the data is in memory).
+        augment: the augmentations, each switchable.
+        cache_dir: folder for a memory-mapped cache file, reused across runs.
+        seed: seed of the augmentations and the shuffling.
+    """
+
+    def __init__(
+        self,
+        root: str | None = "data",
+        domain: Literal["monet", "photo"] = "monet",
+        format: Literal["auto", "tfrecord", "jpg"] = "auto",
+        files: list[str] | None = None,
+        image_size: int = 64,
+        batch_size: int = 64,
+        num_workers: int = 0,
+        augment: Augment | None = None,
+        cache_dir: str | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if image_size < 8:
+            raise ConfigError(f"data.image_size={image_size} is too small: use 32 or more.")
+        if batch_size < 1:
+            raise ConfigError(f"data.batch_size={batch_size} must be at least 1.")
+        self.root, self.domain, self.format, self.files = root, domain, format, files
+        self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
+        self.augment = augment or Augment()
+        self.cache_dir, self.seed = cache_dir, seed
+        self.real: torch.Tensor | None = None  # (N, 3, S, S) uint8: the images as they are
+        self.train_images: torch.Tensor | None = None  # the same, expanded by five-crop
+        self.names: list[str] = []
+        self._steps = 0  # training batches augmented so far: the augmentation RNG stream
+
+    # -- the decode-once cache ---------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.real is not None:
+            return
+        sources = find_files(self.root, self.domain, self.format, self.files)
+        cache = self._cache_path(sources)
+        if cache is not None and cache.exists():
+            saved = torch.load(cache, mmap=True, weights_only=True)
+        else:
+            saved = self._decode(sources)
+            if cache is not None:
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cache.with_suffix(f".tmp{os.getpid()}")
+                torch.save(saved, tmp)
+                os.replace(tmp, cache)  # atomic: a killed run never leaves half a cache
+                saved = torch.load(cache, mmap=True, weights_only=True)
+        self.real, self.train_images, self.names = saved["real"], saved["train"], saved["names"]
+        rank_zero_info(
+            f"MonetDataModule: {len(self.real)} {self.domain} images from {len(sources)} files, "
+            f"{len(self.train_images)} training images at {self.image_size} px"
+        )
+
+    def _decode(self, sources: list) -> dict[str, Any]:
+        names, real, train = [], [], []
+        for source in sources:
+            for name, image in read_images(source):
+                views = preprocess(image, self.image_size, self.augment.five_crop)
+                names.append(name)
+                real.append(views[0])
+                train.extend(views)
+        return {"names": names, "real": torch.stack(real), "train": torch.stack(train)}
+
+    def _cache_path(self, sources: list) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        key = hashlib.sha1(
+            repr(
+                ([(s.name, s.stamp) for s in sources], self.image_size, self.augment.five_crop)
+            ).encode()
+        ).hexdigest()[:16]
+        return Path(self.cache_dir) / f"monet-{self.domain}-{self.image_size}px-{key}.pt"
+
+    # -- loaders -------------------------------------------------------------------------------
+    def train_dataloader(self) -> DataLoader:
+        gen = torch.Generator().manual_seed(self.seed)
+        return DataLoader(
+            _Images(self.train_images),
+            batch_size=self.batch_size,
+            shuffle=True,
+            drop_last=len(self.train_images) >= self.batch_size,
+            generator=gen,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def val_dataloader(self) -> DataLoader:
+        return DataLoader(
+            _Images(self.real), batch_size=self.batch_size, num_workers=self.num_workers
+        )
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.val_dataloader()
+
+    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
+        x = batch.float().div_(127.5).sub_(1.0)  # uint8 -> [-1, 1], on the device
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            x = augment_batch_(x, self.augment, self._generator(trainer.global_rank))
+            self._steps += 1
+        return x
+
+    def _generator(self, rank: int = 0) -> torch.Generator:
+        # One stream per (seed, batch, rank): reproducible, and resumable from state_dict.
+        return torch.Generator().manual_seed(hash((self.seed, self._steps, rank)) & (2**62 - 1))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self._steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._steps = state_dict["steps"]
