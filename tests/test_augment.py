@@ -162,3 +162,12 @@ def test_five_crop_expands_six_fold_with_the_right_crops():
 def test_augment_runs_at_training_sizes(size):
     cfg = Augment(hflip=0.5, rotation=Rotation(p=1.0), erasing=Erasing(p=0.5))
     assert augment_batch_(batch(4, size), cfg, gen()).shape == (4, 3, size, size)
+
+
+def test_cached_base_grid_matches_affine_grid():
+    from monet.data.augment import _base_grid
+
+    theta = torch.randn(5, 2, 3)
+    want = F.affine_grid(theta, [5, 3, 12, 20], align_corners=False)
+    got = torch.matmul(_base_grid(12, 20, torch.device("cpu"), torch.float32), theta.mT)
+    assert torch.allclose(got.view(5, 12, 20, 2), want, atol=1e-6)
