@@ -108,7 +108,7 @@ def main() -> None:
         start = time.perf_counter()
         dm.setup("fit")
         decode = time.perf_counter() - start
-        dm.trainer = SimpleNamespace(training=True, global_rank=0)
+        dm.trainer = SimpleNamespace(training=True, predicting=False, global_rank=0)
         loader = dm.train_dataloader()
         rate = throughput(
             lambda loader=loader: iter(loader),

@@ -4,11 +4,32 @@ from __future__ import annotations
 
 import sys
 
-from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
 
+from monet.callbacks import ImageExport
+from monet.callbacks.rundir import run_dir
 from monet.data import MonetDataModule
-from monet.errors import MonetError
+from monet.errors import ConfigError, MonetError
+
+
+class SaveConfig(SaveConfigCallback):
+    """The full config into the run folder (beside its checkpoints) and into W&B."""
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if self.already_saved or trainer.fast_dev_run:
+            return
+        if trainer.is_global_zero:
+            path = run_dir(trainer) / self.config_filename
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.parser.save(
+                self.config, path, skip_none=False, overwrite=True, multifile=self.multifile
+            )
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.log_hyperparams({"config": self.config.as_dict()})
+        self.already_saved = True
 
 
 class MonetCLI(LightningCLI):
@@ -21,6 +42,33 @@ class MonetCLI(LightningCLI):
         # chosen model lacks is skipped, so every family shares this CLI.
         for key in self.NETWORK_KEYS:
             parser.link_arguments("data.image_size", f"model.init_args.{key}.init_args.image_size")
+        # `predict --export.output images.zip` (a Kaggle submission) or a folder of images
+        parser.add_class_arguments(ImageExport, "export")
+
+    def resolve_last_checkpoint(self) -> None:
+        """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions.
+
+        Lightning looks only in the new run's own (empty) version folder; a resumed job wants
+        the one its previous attempt left.
+        """
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") != "last":
+            return
+        root = run_dir(self.trainer).parent  # every version of this experiment
+        found = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ConfigError(
+                f"--ckpt_path last: no last.ckpt under {root}, so there is nothing to resume; "
+                "drop --ckpt_path to start afresh, or give the checkpoint file itself."
+            )
+        config["ckpt_path"] = str(found[-1])
+        print(f"monet: resuming from {found[-1]}", file=sys.stderr)
+
+    before_fit = before_validate = before_test = resolve_last_checkpoint
+
+    def before_predict(self) -> None:
+        self.resolve_last_checkpoint()
+        self.trainer.callbacks.append(self.config_init[self.subcommand]["export"])
 
     def instantiate_classes(self) -> None:
         try:
@@ -42,7 +90,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         subclass_mode_model=True,
         args=args,
         run=run,
-        save_config_kwargs={"overwrite": True},
+        save_config_callback=SaveConfig,
     )
 
 

@@ -49,3 +49,14 @@ def gradient_penalty(
         scores = critic(x_hat)
         (grad,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
     return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+
+
+def r1_penalty(critic: nn.Module, real: torch.Tensor) -> torch.Tensor:
+    """E[||grad_x D(x)||^2] on real images (Mescheder et al. 2018, Eq. 9, without gamma / 2).
+
+    In float32 even under autocast, like the gradient penalty.
+    """
+    x = real.detach().float().requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()

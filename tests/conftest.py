@@ -9,8 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tfrecord import TFRecordWriter
+from torchmetrics.image.fid import NoTrainInceptionV3
+
+from monet.metrics.inception import INCEPTION_ENV, INCEPTION_FILENAME, inception_cache_dir
 
 
 def jpeg_bytes(array: np.ndarray, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
@@ -69,6 +73,54 @@ def make_kaggle_zip(root: Path, path: Path) -> Path:
     return path
 
 
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def small(config: Path, data: Path, out: Path, *extra: str, logger: str = "csv") -> list[str]:
+    """Arguments that shrink a config to a few seconds on a CPU; a CSV logger unless asked."""
+    args = [
+        "--config",
+        str(config),
+        "--data.root",
+        str(data),
+        "--data.image_size",
+        "32",
+        "--data.batch_size",
+        "4",
+        "--trainer.default_root_dir",
+        str(out),
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        "1",
+    ]
+    if logger == "csv":  # W&B's offline service costs seconds a run; its own test covers it
+        args += ["--trainer.logger.class_path", "lightning.pytorch.loggers.CSVLogger"]
+    return [*args, "--trainer.logger.init_args.save_dir", str(out), *extra]
+
+
+SMALL_NETS = {  # network class -> (init arg, small value); others run at their full size
+    "WGANGenerator": ("generator", "features", "4"),
+    "WGANCritic": ("critic", "features", "4"),
+    "DCGANGenerator": ("generator", "widths", "[32,16,8,8,8]"),
+    "DCGANDiscriminator": ("critic", "widths", "[4,8,8,8]"),
+    "SimpleUnet": ("denoiser", "down_channels", "[8,16,32,64,128]"),
+    "AttnUnet": ("denoiser", "base", "8"),
+    "LibUnet": ("denoiser", "dim", "8"),
+}
+
+
+def shrink_nets(config: Path) -> list[str]:
+    text = config.read_text()
+    return [
+        arg
+        for cls, (slot, key, value) in SMALL_NETS.items()
+        if f"monet.nets.{cls}" in text
+        for arg in (f"--model.init_args.{slot}.init_args.{key}", value)
+    ]
+
+
 @pytest.fixture
 def kaggle_dir(tmp_path: Path) -> Path:
     return make_kaggle_dir(tmp_path / "data")
@@ -81,3 +133,34 @@ def shared_data() -> Path:
     if not root or not (Path(root) / "monet_tfrec").is_dir():
         pytest.skip("set MONET_DATA to the Kaggle data folder to run this test")
     return Path(root)
+
+
+class _RandomInception(NoTrainInceptionV3):
+    """The FID Inception architecture, left at its random initialisation."""
+
+    def load_state_dict(self, state_dict, strict=True, assign=False):
+        return None
+
+
+@pytest.fixture(scope="session")
+def weights_file(tmp_path_factory) -> Path:
+    """A random-weights Inception file with the real name, keys and shapes (95 MB)."""
+    torch.manual_seed(0)
+    empty = io.BytesIO()
+    torch.save({}, empty)
+    empty.seek(0)
+    net = _RandomInception("inception-v3-compat", ["2048"], feature_extractor_weights_path=empty)
+    path = tmp_path_factory.mktemp("weights") / INCEPTION_FILENAME
+    torch.save(net.state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def no_weights(tmp_path, monkeypatch) -> Path:
+    """No option, no env var, no proxy, an empty torch hub cache; returns TORCH_HOME."""
+    for var in (INCEPTION_ENV, "http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)  # undo any torch.hub.set_dir of the process
+    assert inception_cache_dir() == tmp_path / "torch" / "hub" / "checkpoints"
+    return tmp_path / "torch"

@@ -9,42 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CONFIGS, ROOT, shrink_nets, small
 
 from monet.__main__ import cli_main
 from monet.errors import ConfigError
 from monet.models import GAN
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
-
-
-def small(config: Path, data: Path, out: Path, *extra: str) -> list[str]:
-    """Arguments that shrink a config to a few seconds on a CPU."""
-    return [
-        "--config",
-        str(config),
-        "--data.root",
-        str(data),
-        "--data.image_size",
-        "32",
-        "--data.batch_size",
-        "4",
-        "--trainer.default_root_dir",
-        str(out),
-        "--trainer.logger.init_args.save_dir",
-        str(out),
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.devices",
-        "1",
-        *extra,
-    ]
-
-
-def shrink_nets(config: Path) -> list[str]:
-    text = config.read_text()
-    nets = [net for net in ("generator", "critic") if f"{net}:" in text]
-    return [arg for net in nets for arg in (f"--model.init_args.{net}.init_args.features", "4")]
 
 
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
@@ -118,7 +87,7 @@ def test_wgan_gp_on_the_real_data_leaves_checkpoint_and_grid(shared_data, tmp_pa
     assert (run_dir / "checkpoints" / "last.ckpt").is_file()
     assert list((run_dir / "samples").glob("*.png"))
     ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
-    assert ckpt["global_step"] == 12 and ckpt["critic_steps"] == 10
+    assert ckpt["global_step"] == 12 and ckpt["counters"]["critic_steps"] == 10
     model = GAN.load_from_checkpoint(
         run_dir / "checkpoints" / "last.ckpt",
         generator=cli.model.generator,

@@ -12,7 +12,7 @@ class FakeTrainer:
     """Just what on_after_batch_transfer reads."""
 
     def __init__(self, training: bool) -> None:
-        self.training, self.global_rank = training, 0
+        self.training, self.global_rank, self.predicting = training, 0, False
 
 
 def test_setup_decodes_once_into_uint8(kaggle_dir):

@@ -1,3 +1,6 @@
+from monet.callbacks.curves import LossCurves
+from monet.callbacks.export import ImageExport
+from monet.callbacks.metrics import EvalMetrics
 from monet.callbacks.samples import SampleGrid
 
-__all__ = ["SampleGrid"]
+__all__ = ["EvalMetrics", "ImageExport", "LossCurves", "SampleGrid"]

@@ -7,19 +7,28 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from PIL import Image
 from torchvision.utils import save_image
+
+from monet.callbacks.rundir import run_dir
 
 
 class SampleGrid(L.Callback):
     """Write a PNG grid of images generated from fixed noise every `every_n_epochs` epochs.
 
     The model provides ``sample_noise(n, generator)`` and ``generate(noise)`` (images in
-    [-1, 1]). Grids go to ``<run dir>/samples/epoch=NNNN-step=NNNNNNN.png``; a run that stops
-    between two grids (``max_steps``) writes one at the end as well.
+    [-1, 1]). Grids go to ``<run dir>/samples/epoch=NNNN-step=NNNNNNN.png`` and to every logger
+    that takes images (W&B); a run that stops between two grids writes one at the end, and then
+    ``<run dir>/progress.gif`` animates all of them: the same noise over training. Rank 0 only.
     """
 
     def __init__(
-        self, every_n_epochs: int = 1, num_samples: int = 64, nrow: int = 8, seed: int = 1234
+        self,
+        every_n_epochs: int = 1,
+        num_samples: int = 64,
+        nrow: int = 8,
+        seed: int = 1234,
+        gif_ms_per_frame: int = 400,
     ) -> None:
         self.every_n_epochs, self.num_samples, self.nrow, self.seed = (
             every_n_epochs,
@@ -27,6 +36,7 @@ class SampleGrid(L.Callback):
             nrow,
             seed,
         )
+        self.gif_ms_per_frame = gif_ms_per_frame
         self.noise: torch.Tensor | None = None
         self.last_step: int | None = None  # global step of the newest grid
 
@@ -42,18 +52,37 @@ class SampleGrid(L.Callback):
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # fast_dev_run is a smoke test that writes nothing (Lightning drops its loggers and
         # checkpoints too); a diffusion grid would cost a full sampling run.
-        if self.last_step != trainer.global_step and not trainer.fast_dev_run:
+        if trainer.fast_dev_run:
+            return
+        if self.last_step != trainer.global_step:
             self.write(trainer, pl_module)
+        self.write_gif(trainer)
 
     @rank_zero_only
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
         images = pl_module.generate(self.noise)
-        path = Path(trainer.log_dir or trainer.default_root_dir) / "samples"
-        path.mkdir(parents=True, exist_ok=True)
-        path = path / f"epoch={trainer.current_epoch:04d}-step={trainer.global_step:07d}.png"
+        folder = run_dir(trainer) / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"epoch={trainer.current_epoch:04d}-step={trainer.global_step:07d}.png"
         save_image((images + 1) / 2, path, nrow=self.nrow)
-        rank_zero_info(f"SampleGrid: wrote {path}")
+        for logger in trainer.loggers:
+            if hasattr(logger, "log_image"):
+                logger.log_image(key="samples", images=[str(path)], step=trainer.global_step)
         self.last_step = trainer.global_step
+        rank_zero_info(f"SampleGrid: wrote {path}")
+        return path
+
+    @rank_zero_only
+    def write_gif(self, trainer: L.Trainer) -> Path | None:
+        """All grids of the run, in order, as one animated GIF."""
+        grids = sorted((run_dir(trainer) / "samples").glob("epoch=*-step=*.png"))
+        if not grids:
+            return None
+        frames = [Image.open(p).convert("RGB") for p in grids]
+        path = run_dir(trainer) / "progress.gif"
+        frames[0].save(
+            path, save_all=True, append_images=frames[1:], loop=0, duration=self.gif_ms_per_frame
+        )
         return path
 
     def state_dict(self) -> dict:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from monet.data.augment import Augment, augment_batch_, preprocess
 from monet.data.sources import find_files, read_images
@@ -28,6 +29,24 @@ class _Images(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.images[index]
+
+
+class EpochShuffle(RandomSampler):
+    """A fresh order each epoch, drawn from (seed, epoch): a resumed run sees the same orders.
+
+    A RandomSampler, so under DDP Lightning swaps in its DistributedSampler (also epoch-seeded).
+    """
+
+    def __init__(self, data: Dataset, seed: int) -> None:
+        super().__init__(data)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:  # called by Lightning's fit loop
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        gen = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**62 - 1))
+        return iter(torch.randperm(len(self.data_source), generator=gen).tolist())
 
 
 class MonetDataModule(L.LightningDataModule):
@@ -48,6 +67,8 @@ class MonetDataModule(L.LightningDataModule):
         augment: the augmentations, each switchable.
         cache_dir: folder for a memory-mapped cache file, reused across runs.
         seed: seed of the augmentations and the shuffling.
+        predict_size: images that ``predict`` generates.
+        predict_seed: seed of the generated images; image i always gets the same noise.
     """
 
     def __init__(
@@ -62,6 +83,8 @@ class MonetDataModule(L.LightningDataModule):
         augment: Augment | None = None,
         cache_dir: str | None = None,
         seed: int = 0,
+        predict_size: int = 64,
+        predict_seed: int = 0,
     ) -> None:
         super().__init__()
         if image_size < 8:
@@ -72,6 +95,7 @@ class MonetDataModule(L.LightningDataModule):
         self.image_size, self.batch_size, self.num_workers = image_size, batch_size, num_workers
         self.augment = augment or Augment()
         self.cache_dir, self.seed = cache_dir, seed
+        self.predict_size, self.predict_seed = predict_size, predict_seed
         self.real: torch.Tensor | None = None  # (N, 3, S, S) uint8: the images as they are
         self.train_images: torch.Tensor | None = None  # the same, expanded by five-crop
         self.names: list[str] = []
@@ -79,7 +103,7 @@ class MonetDataModule(L.LightningDataModule):
 
     # -- the decode-once cache ---------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.real is not None:
+        if self.real is not None or stage == "predict":  # predicting needs no real images
             return
         sources = find_files(self.root, self.domain, self.format, self.files)
         cache = self._cache_path(sources)
@@ -121,13 +145,12 @@ class MonetDataModule(L.LightningDataModule):
 
     # -- loaders -------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
-        gen = torch.Generator().manual_seed(self.seed)
+        data = _Images(self.train_images)
         return DataLoader(
-            _Images(self.train_images),
+            data,
             batch_size=self.batch_size,
-            shuffle=True,
+            sampler=EpochShuffle(data, self.seed),
             drop_last=len(self.train_images) >= self.batch_size,
-            generator=gen,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
@@ -138,11 +161,15 @@ class MonetDataModule(L.LightningDataModule):
         )
 
     def predict_dataloader(self) -> DataLoader:
-        return self.val_dataloader()
+        """Batches of per-image seeds: image i gets the same noise whatever the batch or devices."""
+        seeds = [hash((self.predict_seed, i)) & (2**62 - 1) for i in range(self.predict_size)]
+        return DataLoader(torch.tensor(seeds), batch_size=self.batch_size)
 
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
-        x = batch.float().div_(127.5).sub_(1.0)  # uint8 -> [-1, 1], on the device
         trainer = self.trainer
+        if trainer is not None and trainer.predicting:
+            return batch  # seeds, not images
+        x = batch.float().div_(127.5).sub_(1.0)  # uint8 -> [-1, 1], on the device
         if trainer is not None and trainer.training:
             x = augment_batch_(x, self.augment, self._generator(trainer.global_rank))
             self._steps += 1

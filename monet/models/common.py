@@ -1,10 +1,88 @@
-"""Checks shared by the LightningModules."""
+"""What every generative LightningModule shares: size checks and seeded generation."""
 
 from __future__ import annotations
 
-import lightning as L
+import random
+from typing import Any
 
-from monet.errors import ConfigError
+import lightning as L
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from monet.callbacks.rundir import run_dir
+from monet.errors import ConfigError, MonetError
+
+
+class TrainingDiverged(MonetError):
+    """The loss stayed NaN or infinite for too many steps in a row."""
+
+
+class GenerativeModule(L.LightningModule):
+    """A family's base: subclasses provide ``sample_noise`` and ``generate``.
+
+    ``predict`` turns batches of per-image seeds (from the DataModule) into images in [-1, 1],
+    so image i is the same whatever the batch size or the number of devices.
+    """
+
+    networks: tuple[str, ...] = ()  # attributes built for one image size
+    counters: tuple[str, ...] = ()  # int attributes saved in checkpoints for an exact resume
+    max_nonfinite_steps: int = 10  # stop after this many non-finite losses in a row
+    nonfinite_in_row = 0
+    nonfinite_total = 0
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        raise NotImplementedError
+
+    def generate(self, noise: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def setup(self, stage: str) -> None:
+        check_sizes(self, *self.networks)
+
+    def noise_from_seeds(self, seeds: torch.Tensor) -> torch.Tensor:
+        gens = (torch.Generator().manual_seed(int(s)) for s in seeds.tolist())
+        return torch.cat([self.sample_noise(1, generator=g) for g in gens])
+
+    def predict_step(self, seeds: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self.generate(self.noise_from_seeds(seeds))
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["counters"] = {name: getattr(self, name) for name in self.counters}
+        checkpoint["rng_states"] = gather_rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        for name, value in checkpoint.get("counters", {}).items():
+            setattr(self, name, value)
+        states = checkpoint.get("rng_states")
+        if states:  # this rank's stream, or rank 0's when the run had fewer ranks
+            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+            set_rng_state(states[rank if rank < len(states) else 0])
+
+    def finite(self, loss: torch.Tensor) -> bool:
+        """False (skip this step) when the loss is NaN or inf on any device.
+
+        Every rank takes the same decision, so DDP never waits on a rank that skipped. After
+        `max_nonfinite_steps` in a row, the weights (untouched by the skipped steps, so the
+        last good ones) are saved and the run stops with a message saying where and why.
+        """
+        ok = bool(torch.isfinite(loss.detach()).all())
+        ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
+        if ok:
+            self.nonfinite_in_row = 0
+            return True
+        self.nonfinite_in_row += 1
+        self.nonfinite_total += 1
+        self.log("train/nonfinite_steps", float(self.nonfinite_total))
+        if self.nonfinite_in_row >= self.max_nonfinite_steps:
+            path = run_dir(self.trainer) / "checkpoints" / "last-finite.ckpt"
+            self.trainer.save_checkpoint(path)
+            raise TrainingDiverged(
+                f"the loss was NaN or inf for {self.nonfinite_in_row} steps in a row (step "
+                f"{self.global_step}); the last good weights are in {path}. Lower the learning "
+                "rate, use --trainer.precision 32, or resume from that file with --ckpt_path."
+            )
+        return False
 
 
 def check_sizes(module: L.LightningModule, *names: str) -> None:
@@ -17,3 +95,32 @@ def check_sizes(module: L.LightningModule, *names: str) -> None:
                 f"model.{name} is built for {own} px but data.image_size={size}: set "
                 f"model.init_args.{name}.init_args.image_size={size}, or data.image_size={own}."
             )
+
+
+def rng_state() -> dict[str, Any]:
+    """Every random stream training draws from: noise, timesteps, dropout, DiffAugment."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    # plain types and tensors only: Lightning loads checkpoints with weights_only=True
+    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def gather_rng_states() -> list[dict[str, Any]]:
+    """One state per rank (each rank draws its own noise), in rank order."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [rng_state()]
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, rng_state())
+    return states

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+import copy
 
-import lightning as L
 import torch
 from torch import nn
 
+from monet.diffaugment import diff_augment, parse_policy
 from monet.errors import ConfigError
-from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty
-from monet.models.common import check_sizes
+from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
+from monet.metrics import diversity
+from monet.models.common import GenerativeModule
+from monet.nets.common import spectral_norm_all
 
 
-class GAN(L.LightningModule):
+class GAN(GenerativeModule):
     """Adversarial training with `n_critic` critic steps per generator step.
 
     Each training batch is one critic step (a fresh real batch each time, as in Gulrajani et al.
     2017, Algorithm 1); after every `n_critic`-th critic step the generator takes one step.
+    The data-efficient options (DiffAugment, R1, spectral norm, TTUR, generator EMA) are off
+    by default and each is one key in the YAML.
 
     Args:
         generator: maps noise (B, latent_dim) to images in [-1, 1]; must have `latent_dim`.
@@ -25,9 +29,18 @@ class GAN(L.LightningModule):
         loss: ``wgan_gp`` (Wasserstein), ``bce`` (non-saturating) or ``hinge``.
         n_critic: critic steps per generator step.
         gp_weight: weight of the gradient penalty (0 turns it off).
-        lr: Adam learning rate of both networks.
+        r1_gamma: R1 penalty weight on real images (Mescheder et al. 2018); 0 turns it off.
+        lr: Adam learning rate of the generator (and of the critic unless `lr_critic`).
+        lr_critic: the critic's own rate (two time-scale update rule, Heusel et al. 2017).
         betas: Adam betas.
+        diffaugment: DiffAugment policy, e.g. ``color,translation,cutout``; null is off.
+        spectral_norm: spectral normalisation on every critic layer (Miyato et al. 2018).
+        ema_decay: decay of an EMA copy of the generator that samples; null is off.
+        diversity_samples: images in the per-epoch collapse signal (0 turns it off).
     """
+
+    networks = ("generator", "critic")
+    counters = ("critic_steps", "nonfinite_total")
 
     def __init__(
         self,
@@ -36,8 +49,14 @@ class GAN(L.LightningModule):
         loss: GanLoss = "wgan_gp",
         n_critic: int = 5,
         gp_weight: float = 10.0,
+        r1_gamma: float = 0.0,
         lr: float = 1e-4,
+        lr_critic: float | None = None,
         betas: tuple[float, float] = (0.0, 0.9),
+        diffaugment: str | None = None,
+        spectral_norm: bool = False,
+        ema_decay: float | None = None,
+        diversity_samples: int = 64,
     ) -> None:
         super().__init__()
         if not hasattr(generator, "latent_dim"):
@@ -48,73 +67,124 @@ class GAN(L.LightningModule):
         if n_critic < 1:
             raise ConfigError(f"model n_critic={n_critic} must be at least 1.")
         self.save_hyperparameters(ignore=["generator", "critic"])
-        self.generator, self.critic = generator, critic
-        self.loss, self.n_critic, self.gp_weight = loss, n_critic, gp_weight
-        self.lr, self.betas = lr, tuple(betas)
+        self.generator = generator
+        self.critic = spectral_norm_all(critic) if spectral_norm else critic
+        self.loss, self.n_critic, self.gp_weight, self.r1_gamma = (
+            loss,
+            n_critic,
+            gp_weight,
+            r1_gamma,
+        )
+        self.lr, self.lr_critic, self.betas = lr, lr_critic or lr, tuple(betas)
+        self.policy = parse_policy(diffaugment)
+        self.ema_decay = ema_decay
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay else None
+        self.diversity_samples = diversity_samples
         self.automatic_optimization = False
         self.critic_steps = 0  # saved in checkpoints: the n_critic cycle survives a resume
+        self._real_sample: torch.Tensor | None = None
 
     # -- sampling interface used by callbacks ---------------------------------------------------
+    @property
+    def sampling_net(self) -> nn.Module:
+        """The generator that samples: the EMA copy when there is one."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
+
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.generator.latent_dim, generator=generator)
 
     @torch.no_grad()
     def generate(self, noise: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] from `noise`, with the generator in eval mode."""
-        was_training = self.generator.training
-        self.generator.eval()
+        """Images in [-1, 1] from `noise`, with the sampling generator in eval mode."""
+        net = self.sampling_net
+        was_training = net.training
+        net.eval()
         try:
-            return self.generator(noise.to(self.device)).float()
+            return net(noise.to(self.device)).float()
         finally:
-            self.generator.train(was_training)
+            net.train(was_training)
 
     # -- training ---------------------------------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        check_sizes(self, "generator", "critic")
-
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
-        opt_c = torch.optim.Adam(self.critic.parameters(), lr=self.lr, betas=self.betas)
+        opt_c = torch.optim.Adam(self.critic.parameters(), lr=self.lr_critic, betas=self.betas)
         return [opt_g, opt_c]
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment, the same policy for real and fake images, in both steps."""
+        return diff_augment(x, self.policy) if self.policy else x
 
     def training_step(self, real: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_c = self.optimizers()
         fake = self.generator(self.sample_noise(len(real)).to(self.device))
 
         self.toggle_optimizer(opt_c)
-        real_score, fake_score = self.critic(real), self.critic(fake.detach())
+        real_aug, fake_aug = self.augment(real), self.augment(fake.detach())
+        real_score, fake_score = self.critic(real_aug), self.critic(fake_aug)
         loss_c = critic_loss(self.loss, real_score, fake_score)
         logs = {
             "critic_loss": loss_c.detach(),
             "wasserstein": (real_score.mean() - fake_score.mean()).detach(),
         }
         if self.gp_weight > 0:
-            penalty = gradient_penalty(self.critic, real, fake.detach())
+            penalty = gradient_penalty(self.critic, real_aug, fake_aug)
             loss_c = loss_c + self.gp_weight * penalty
             logs["gradient_penalty"] = penalty.detach()
+        if self.r1_gamma > 0:
+            r1 = r1_penalty(self.critic, real_aug)
+            loss_c = loss_c + 0.5 * self.r1_gamma * r1
+            logs["r1_penalty"] = r1.detach()
+        if not self.finite(loss_c):  # skip the whole cycle step; the weights stay as they were
+            self.untoggle_optimizer(opt_c)
+            return
         opt_c.zero_grad(set_to_none=True)
         self.manual_backward(loss_c)
         opt_c.step()
         self.untoggle_optimizer(opt_c)
         self.critic_steps += 1
+        self.log_dict({f"train/{k}": v for k, v in logs.items()})
 
         if self.critic_steps % self.n_critic == 0:
             self.toggle_optimizer(opt_g)
-            loss_g = generator_loss(self.loss, self.critic(fake))
-            opt_g.zero_grad(set_to_none=True)
-            self.manual_backward(loss_g)
-            opt_g.step()
+            loss_g = generator_loss(self.loss, self.critic(self.augment(fake)))
+            if self.finite(loss_g):
+                opt_g.zero_grad(set_to_none=True)
+                self.manual_backward(loss_g)
+                opt_g.step()
+                self.update_ema()
+                self.log("train/gen_loss", loss_g.detach(), prog_bar=True)
             self.untoggle_optimizer(opt_g)
-            self.log("train/gen_loss", loss_g.detach(), prog_bar=True)
-        self.log_dict({f"train/{k}": v for k, v in logs.items()}, prog_bar=False)
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.generator_ema is None:
+            return
+        ema_params = list(self.generator_ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1.0 - self.ema_decay)
+        for ema_buf, buf in zip(self.generator_ema.buffers(), self.generator.buffers()):
+            ema_buf.copy_(buf)
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> None:
-        fake = self.generate(self.sample_noise(len(real)))
+        gen = torch.Generator().manual_seed(batch_idx)  # the training RNG stream stays untouched
+        fake = self.generate(self.sample_noise(len(real), generator=gen))
         gap = self.critic(real).mean() - self.critic(fake).mean()
         self.log("val/wasserstein", gap, prog_bar=True, sync_dist=True)
+        if batch_idx == 0:
+            self._real_sample = real[: self.diversity_samples]
 
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["critic_steps"] = self.critic_steps
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.critic_steps = checkpoint.get("critic_steps", 0)
+    def on_validation_epoch_end(self) -> None:
+        """The collapse signal: diversity of fixed-noise samples against that of real images."""
+        real, self._real_sample = self._real_sample, None
+        if self.diversity_samples < 2 or real is None or len(real) < 2:
+            return
+        gen = torch.Generator().manual_seed(0)
+        fake = self.generate(self.sample_noise(self.diversity_samples, generator=gen))
+        d_fake, d_real = diversity(fake), diversity(real)
+        self.log_dict(
+            {
+                "diversity/fake": d_fake,
+                "diversity/real": d_real,
+                "diversity/ratio": d_fake / d_real.clamp(min=1e-8),
+            },
+            sync_dist=True,
+        )

@@ -1,5 +1,15 @@
 """Pure nn.Modules: generators, critics, denoisers. Nothing here knows about Lightning."""
 
+from monet.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from monet.nets.unets import AttnUnet, LibUnet, SimpleUnet
 from monet.nets.wgan import WGANCritic, WGANGenerator
 
-__all__ = ["WGANCritic", "WGANGenerator"]
+__all__ = [
+    "AttnUnet",
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "LibUnet",
+    "SimpleUnet",
+    "WGANCritic",
+    "WGANGenerator",
+]

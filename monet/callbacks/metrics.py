@@ -1,0 +1,92 @@
+"""FID, KID and MiFID (Inception) and the weight-free SWD, every k epochs, for every family."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+from monet.metrics import sliced_wasserstein_distance
+
+
+class EvalMetrics(L.Callback):
+    """Compare `num_samples` generated images with the real ones at the end of validation.
+
+    The real images are the DataModule's (all 300 paintings), embedded once. Under DDP each
+    rank generates its share and torchmetrics syncs the states. SWD (Karras et al. 2018) needs
+    no weights and always runs; the Inception metrics need the weights file, which is resolved
+    when training starts (explicit `inception_weights`, then MONET_INCEPTION_WEIGHTS, the torch
+    hub cache, a download): with none of them the run stops at once, not at the first metric.
+
+    Logged as ``metrics/fid``, ``metrics/kid_mean``, ``metrics/kid_std``, ``metrics/mifid``,
+    ``metrics/swd``: a ModelCheckpoint can monitor any of them.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 10,
+        num_samples: int = 300,
+        inception: bool = True,
+        inception_weights: str | None = None,
+        swd: bool = True,
+        batch_size: int = 50,
+        seed: int = 0,
+    ) -> None:
+        self.every_n_epochs, self.num_samples, self.batch_size = (
+            every_n_epochs,
+            num_samples,
+            batch_size,
+        )
+        self.inception, self.inception_weights, self.swd, self.seed = (
+            inception,
+            inception_weights,
+            swd,
+            seed,
+        )
+        self.metrics = None
+
+    def will_run(self, trainer: L.Trainer) -> bool:
+        """Whether this fit reaches an epoch that computes metrics (the demo's few steps do not)."""
+        if trainer.fast_dev_run:
+            return False
+        epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else float("inf")
+        if trainer.max_steps not in (None, -1):
+            batches = max(1, len(trainer.datamodule.train_dataloader()))  # >= steps an epoch: safe
+            epochs = min(epochs, -(-trainer.max_steps // batches))
+        return epochs >= self.every_n_epochs
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.inception and self.metrics is None and self.will_run(trainer):
+            from monet.metrics.fid import GenerativeMetrics as Inception  # torchmetrics: slow
+
+            self.metrics = Inception(self.inception_weights).to(pl_module.device)
+            rank_zero_info(f"EvalMetrics: FID/KID/MiFID every {self.every_n_epochs} epochs")
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if trainer.sanity_checking or trainer.fast_dev_run or epoch % self.every_n_epochs:
+            return
+        real = self._real_share(trainer, pl_module)
+        fake = self._generate_share(trainer, pl_module)
+        logs = {}
+        if self.metrics is not None:
+            if self.metrics.num_real == 0:
+                for batch in real.split(self.batch_size):
+                    self.metrics.update(batch, real=True)
+            self.metrics.reset()
+            for batch in fake.split(self.batch_size):
+                self.metrics.update(batch, real=False)
+            logs.update(self.metrics.compute())
+        if self.swd:
+            logs["swd"] = sliced_wasserstein_distance(real, fake, seed=self.seed).mean
+        pl_module.log_dict({f"metrics/{k}": float(v) for k, v in logs.items()}, sync_dist=True)
+
+    def _real_share(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
+        real = trainer.datamodule.real[trainer.global_rank :: trainer.world_size]
+        return real.to(pl_module.device).float().div_(127.5).sub_(1.0)
+
+    def _generate_share(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
+        n = len(range(trainer.global_rank, self.num_samples, trainer.world_size))
+        gen = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
+        noise = pl_module.sample_noise(n, generator=gen)
+        return torch.cat([pl_module.generate(z) for z in noise.split(self.batch_size)])

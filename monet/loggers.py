@@ -1,0 +1,64 @@
+"""Weights & Biases that works on a laptop, a cluster node without internet, and in CI."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from lightning.pytorch.loggers import WandbLogger as _WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+
+def wandb_can_sync(host: str = "api.wandb.ai", timeout: float = 2.0) -> bool:
+    """True when W&B has an API key and its server answers; otherwise runs go offline."""
+    if os.environ.get("WANDB_MODE", "").lower() in ("offline", "disabled", "dryrun"):
+        return False
+    netrc = Path.home() / ".netrc"
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or (
+        netrc.is_file() and host in netrc.read_text(errors="ignore")
+    )
+    if not has_key:
+        return False
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+class WandbLogger(_WandbLogger):
+    """Lightning's WandbLogger, offline by itself with no API key or no network.
+
+    Offline runs are written under `save_dir/wandb/`; at the end the logger prints the
+    `wandb sync` command that uploads them later.
+    """
+
+    def __init__(
+        self,
+        project: str = "monet",
+        name: str | None = None,
+        save_dir: str = "runs",
+        tags: list[str] | None = None,
+        log_model: bool | str = False,
+        offline: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        self._auto_offline = not wandb_can_sync() if offline is None else offline
+        super().__init__(
+            project=project,
+            name=name,
+            save_dir=save_dir,
+            tags=tags,
+            log_model=log_model,
+            offline=self._auto_offline,
+            **kwargs,
+        )
+
+    def finalize(self, status: str) -> None:
+        super().finalize(status)
+        if self._auto_offline and self._experiment is not None:
+            run_dir = Path(self._experiment.dir).parent
+            rank_zero_info(f"W&B ran offline; upload this run with: wandb sync {run_dir}")

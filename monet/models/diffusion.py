@@ -1,0 +1,132 @@
+"""The diffusion family: one LightningModule for every denoiser, automatic optimization."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import nn
+
+from monet.diffusion import GaussianDiffusion, sample
+from monet.models.common import GenerativeModule
+
+
+class Diffusion(GenerativeModule):
+    """Trains `denoiser` under `process`; samples with an EMA copy of it.
+
+    The network, the noising process and the sampler are separate pieces: the process and the
+    sampler take the network as an argument, so the EMA weights are swapped in for sampling and
+    validation without touching either.
+
+    Args:
+        denoiser: any module with ``forward(x, t)``; it should carry ``image_size``.
+        process: the Gaussian diffusion (schedule, T, objective, loss).
+        sampler: ``ddpm`` (all T steps) or ``ddim``.
+        sampling_steps: DDIM's step count (ignored by DDPM).
+        eta: DDIM's noise scale: 0 is deterministic, 1 is DDPM-like.
+        sample_batch_size: images denoised at a time when sampling.
+        ema_decay: decay of the EMA copy of the denoiser; null turns EMA off.
+        optimizer: the optimizer, from the YAML (class_path + init_args).
+        lr_scheduler: an optional LR schedule, stepped every optimizer step.
+    """
+
+    networks = ("denoiser",)
+    counters = ("ema_updates", "nonfinite_total")
+
+    def __init__(
+        self,
+        denoiser: nn.Module,
+        process: GaussianDiffusion | None = None,
+        sampler: Literal["ddpm", "ddim"] = "ddpm",
+        sampling_steps: int | None = None,
+        eta: float = 0.0,
+        sample_batch_size: int = 64,
+        ema_decay: float | None = 0.995,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["denoiser", "process", "optimizer", "lr_scheduler"])
+        self.denoiser = denoiser
+        self.process = process if process is not None else GaussianDiffusion()
+        self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta
+        self.sample_batch_size = sample_batch_size
+        self.ema_decay = ema_decay
+        self.ema = copy.deepcopy(denoiser).requires_grad_(False) if ema_decay else None
+        self.ema_updates = 0  # saved in checkpoints: the EMA warm-up resumes where it was
+        self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
+
+    # -- sampling interface used by callbacks ---------------------------------------------------
+    @property
+    def sampling_net(self) -> nn.Module:
+        """The network that samples and validates: the EMA copy when there is one."""
+        return self.ema if self.ema is not None else self.denoiser
+
+    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        size = self.denoiser.image_size
+        channels = getattr(self.denoiser, "channels", 3)
+        return torch.randn(n, channels, size, size, generator=generator)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        noise: torch.Tensor,
+        sampler: str | None = None,
+        steps: int | None = None,
+        progress: bool = False,
+    ) -> torch.Tensor:
+        """Images in [-1, 1] from starting noise x_T, with the EMA weights where present."""
+        sampler = sampler or self.sampler
+        steps = None if sampler == "ddpm" else steps or self.sampling_steps
+        x = sample(
+            self.process,
+            self.sampling_net,
+            noise.to(self.device),
+            sampler,
+            steps,
+            self.eta,
+            self.sample_batch_size,
+            progress,
+        )
+        return x.float().clamp(-1, 1)
+
+    # -- training -------------------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer(self.denoiser.parameters())
+        if self.lr_scheduler is None:
+            return optimizer
+        scheduler = {"scheduler": self.lr_scheduler(optimizer), "interval": "step"}
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    def training_step(self, x0: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+        loss = self.process.loss(self.denoiser, x0)
+        if not self.finite(loss):
+            return None  # Lightning skips backward and the optimizer step
+        self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    def validation_step(self, x0: torch.Tensor, batch_idx: int) -> None:
+        # The same t and noise for a batch every time, so val/loss moves only with the weights.
+        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
+        t = torch.randint(0, self.process.timesteps, (len(x0),), generator=gen, device=self.device)
+        noise = torch.randn(x0.shape, generator=gen, device=self.device)
+        loss = self.process.loss(self.sampling_net, x0, t, noise)
+        self.log("val/loss", loss, prog_bar=True, sync_dist=True)
+
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        super().optimizer_step(*args, **kwargs)
+        self.update_ema()  # once per optimizer step, whatever the gradient accumulation
+
+    @torch.no_grad()
+    def update_ema(self) -> None:
+        if self.ema is None:
+            return
+        self.ema_updates += 1
+        # A warm-up so the early average does not hold on to the random initial weights.
+        decay = min(self.ema_decay, (1 + self.ema_updates) / (10 + self.ema_updates))
+        ema_params = list(self.ema.parameters())
+        torch._foreach_lerp_(ema_params, list(self.denoiser.parameters()), 1.0 - decay)
+        for ema_buf, buf in zip(self.ema.buffers(), self.denoiser.buffers()):
+            ema_buf.copy_(buf)

@@ -1,0 +1,116 @@
+"""The Diffusion LightningModule under a real Trainer: EMA, sampling swap-in, checkpoints."""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+
+from monet.data import MonetDataModule
+from monet.diffusion import GaussianDiffusion, sample
+from monet.errors import ConfigError
+from monet.models import Diffusion
+from monet.nets import LibUnet
+
+
+def tiny(size=32, **kw) -> Diffusion:
+    net = LibUnet(image_size=size, dim=8, dim_mults=(1, 2), attn_heads=2, attn_dim_head=8)
+    return Diffusion(
+        net,
+        GaussianDiffusion(timesteps=20),
+        sampler="ddim",
+        sampling_steps=5,
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-3),
+        **kw,
+    )
+
+
+def fit(model, kaggle_dir, tmp_path, **kw) -> L.Trainer:
+    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
+    kw = {
+        "max_steps": 4,
+        "logger": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "limit_val_batches": 1,
+        "default_root_dir": tmp_path,
+        "accelerator": "cpu",
+        **kw,
+    }
+    trainer = L.Trainer(**kw)
+    trainer.fit(model, dm)
+    return trainer
+
+
+def test_ema_tracks_the_live_weights_and_is_used_for_sampling(kaggle_dir, tmp_path):
+    model = tiny(ema_decay=0.9)
+    fit(model, kaggle_dir, tmp_path, enable_checkpointing=False)
+    live = torch.cat([p.flatten() for p in model.denoiser.parameters()])
+    ema = torch.cat([p.flatten() for p in model.ema.parameters()])
+    assert not torch.equal(live, ema) and model.ema_updates == 4
+    assert not any(p.requires_grad for p in model.ema.parameters())
+    noise = model.sample_noise(2, torch.Generator().manual_seed(0))
+    got = model.generate(noise)
+    want = sample(model.process, model.ema, noise, "ddim", 5).clamp(-1, 1)
+    live_out = sample(model.process, model.denoiser, noise, "ddim", 5).clamp(-1, 1)
+    assert torch.allclose(got, want) and not torch.allclose(got, live_out)
+    assert got.shape == (2, 3, 32, 32)
+
+
+def test_ema_updates_once_per_optimizer_step_with_accumulation(kaggle_dir, tmp_path):
+    model = tiny()
+    trainer = fit(
+        model,
+        kaggle_dir,
+        tmp_path,
+        max_steps=2,
+        accumulate_grad_batches=2,
+        enable_checkpointing=False,
+    )
+    assert trainer.global_step == 2 and model.ema_updates == 2
+
+
+def test_ema_weights_and_warmup_state_are_in_the_checkpoint(kaggle_dir, tmp_path):
+    model = tiny()
+    trainer = fit(model, kaggle_dir, tmp_path)
+    path = tmp_path / "end.ckpt"
+    trainer.save_checkpoint(path)
+    ckpt = torch.load(path, weights_only=False)
+    assert (
+        any(k.startswith("ema.") for k in ckpt["state_dict"])
+        and ckpt["counters"]["ema_updates"] == 4
+    )
+    again = tiny()
+    again.load_state_dict(ckpt["state_dict"])
+    again.on_load_checkpoint(ckpt)
+    for a, b in zip(again.ema.parameters(), model.ema.parameters()):
+        assert torch.equal(a, b)
+    assert again.ema_updates == 4
+
+
+def test_without_ema_the_live_network_samples(kaggle_dir, tmp_path):
+    model = tiny(ema_decay=None)
+    fit(model, kaggle_dir, tmp_path, enable_checkpointing=False)
+    assert model.ema is None and model.sampling_net is model.denoiser
+
+
+def test_validation_loss_is_deterministic(kaggle_dir):
+    model = tiny()
+    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
+    trainer = L.Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, limit_val_batches=2
+    )
+    first = trainer.validate(model, dm, verbose=False)[0]["val/loss"]
+    second = trainer.validate(model, dm, verbose=False)[0]["val/loss"]
+    assert first == second
+
+
+def test_lr_scheduler_from_config_steps_every_optimizer_step(kaggle_dir, tmp_path):
+    model = tiny(lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5**s))
+    fit(model, kaggle_dir, tmp_path, max_steps=3, enable_checkpointing=False)
+    assert model.optimizers().param_groups[0]["lr"] == pytest.approx(1e-3 * 0.5**3)
+
+
+def test_denoiser_size_mismatch_fails_before_training(kaggle_dir, tmp_path):
+    with pytest.raises(ConfigError, match=r"denoiser is built for 64 px but data.image_size=32"):
+        fit(tiny(size=64), kaggle_dir, tmp_path)

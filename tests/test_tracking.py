@@ -1,0 +1,81 @@
+"""Runs are measured and tracked: W&B offline contents, run folder files, metrics during fit,
+and the missing-weights error at startup."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, shrink_nets, small
+from PIL import Image
+
+from monet.__main__ import cli_main
+from monet.errors import ConfigError
+
+CONFIG = ROOT / "configs" / "wgan_gp.yaml"
+FEW = ["--trainer.max_epochs", "2", "--trainer.max_steps", "-1"]
+FEW += ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1"]
+
+
+def fit(data, out, *extra, logger="csv", config=CONFIG):
+    args = small(config, data, out, *FEW, *extra, logger=logger)
+    return cli_main(["fit", *args, *shrink_nets(CONFIG)])
+
+
+def edited(out: Path, *replacements: tuple[str, str]) -> Path:
+    """The wgan_gp config with some values changed (callbacks in a list have no CLI path)."""
+    text = CONFIG.read_text()
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new)
+    (out / "wgan_gp.yaml").write_text(text)
+    return out / "wgan_gp.yaml"
+
+
+@pytest.mark.slow
+def test_wandb_goes_offline_and_the_run_folder_holds_everything(kaggle_dir, tmp_path, monkeypatch):
+    for var in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no key, so offline by itself
+    grids_every_epoch = edited(tmp_path, ("every_n_epochs: 5", "every_n_epochs: 1"))
+    cli = fit(kaggle_dir, tmp_path, logger="wandb", config=grids_every_epoch)
+    runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+    assert list((runs[0] / "files" / "media" / "images").glob("samples_*.png"))
+    run = Path(cli.trainer.checkpoint_callback.dirpath).parent
+    assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()
+    assert (run / "loss_curves.png").is_file()
+    grids = sorted((run / "samples").glob("*.png"))
+    gif = Image.open(run / "progress.gif")
+    assert len(grids) >= 2 and gif.n_frames == len(grids)  # one frame per grid, in order
+
+
+def test_missing_inception_weights_stop_the_run_at_startup(kaggle_dir, tmp_path, no_weights):
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        fit(kaggle_dir, tmp_path, "--trainer.max_epochs", "20")  # metrics due at epoch 10
+    message = str(err.value)
+    for needle in ("weights-inception-2015-12-05-6726825d.pth", "https://", "inception_weights",
+                   "MONET_INCEPTION_WEIGHTS", str(no_weights)):
+        assert needle in message
+    assert time.perf_counter() - start < 60
+    assert not list(tmp_path.rglob("*.ckpt"))  # it stopped before any training
+
+
+@pytest.mark.slow
+def test_fid_kid_mifid_swd_are_logged_and_pick_the_best_checkpoint(kaggle_dir, tmp_path,
+                                                                   weights_file, monkeypatch):
+    monkeypatch.setenv("MONET_INCEPTION_WEIGHTS", str(weights_file))
+    cli = fit(kaggle_dir, tmp_path / "a", "--trainer.max_epochs", "1")  # cadence is 10 epochs
+    assert "metrics/fid" not in cli.trainer.logged_metrics
+    every_epoch = edited(tmp_path, ("every_n_epochs: 10", "every_n_epochs: 1"),
+                         ("num_samples: 300", "num_samples: 8"))
+    cli = fit(kaggle_dir, tmp_path / "b", config=every_epoch)
+    logged = cli.trainer.logged_metrics
+    for key in ("metrics/fid", "metrics/kid_mean", "metrics/kid_std", "metrics/mifid",
+                "metrics/swd"):
+        assert math.isfinite(float(logged[key])), key
+    best = [c for c in cli.trainer.checkpoint_callbacks if c.monitor == "metrics/fid"][0]
+    assert best.best_model_path and Path(best.best_model_path).is_file()
