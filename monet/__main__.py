@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -70,6 +72,18 @@ class MonetCLI(LightningCLI):
         self.resolve_last_checkpoint()
         self.trainer.callbacks.append(self.config_init[self.subcommand]["export"])
 
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """GANs under DDP: each step leaves one network without gradients (the critic step does
+        not touch the generator), which DDP must be told about."""
+        config = (
+            self.config_init[self.subcommand]["trainer"]
+            if self.subcommand
+            else (self.config_init["trainer"])
+        )
+        if getattr(self.model, "ddp_unused_parameters", False) and _is_ddp(config):
+            config["strategy"] = "ddp_find_unused_parameters_true"
+        return super().instantiate_trainer(**kwargs)
+
     def instantiate_classes(self) -> None:
         try:
             super().instantiate_classes()
@@ -80,6 +94,19 @@ class MonetCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+
+def _is_ddp(trainer_config: Any) -> bool:
+    strategy, devices = trainer_config.get("strategy"), trainer_config.get("devices")
+    if strategy == "ddp":
+        return True
+    if strategy != "auto":
+        return False
+    if devices in ("auto", -1, "-1"):
+        return torch.cuda.device_count() > 1
+    if isinstance(devices, (list, tuple)):
+        return len(devices) > 1
+    return int(str(devices).rstrip(",") or 1) > 1 or trainer_config.get("num_nodes", 1) > 1
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:

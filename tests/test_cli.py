@@ -16,16 +16,49 @@ from monet.errors import ConfigError
 from monet.models import GAN
 
 
+@pytest.mark.parametrize("precision", ["32-true", "16-mixed", "bf16-mixed"])
 @pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_every_config_fast_dev_run(config, kaggle_dir, tmp_path):
-    cli = cli_main(
-        [
-            "fit",
-            *small(config, kaggle_dir, tmp_path, "--trainer.fast_dev_run", "1"),
-            *shrink_nets(config),
-        ]
+def test_every_config_fast_dev_run_in_every_precision(config, precision, kaggle_dir, tmp_path):
+    # On a CPU Lightning runs 16-mixed as bf16-mixed (fp16 autocast needs a GPU).
+    args = small(
+        config,
+        kaggle_dir,
+        tmp_path,
+        "--trainer.fast_dev_run",
+        "1",
+        "--trainer.precision",
+        precision,
     )
+    cli = cli_main(["fit", *args, *shrink_nets(config)])
     assert cli.trainer.state.finished and cli.trainer.global_step >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name,compile", [("wgan_gp", True), ("ddpm_lib", False)])
+def test_channels_last_and_compile(name, compile, kaggle_dir, tmp_path):
+    # compiling the LibUnet on a CPU takes minutes: it runs on the GAN's generator here
+    config = ROOT / "configs" / f"{name}.yaml"
+    args = small(
+        config,
+        kaggle_dir,
+        tmp_path,
+        "--trainer.fast_dev_run",
+        "1",
+        "--model.init_args.channels_last",
+        "true",
+        "--model.init_args.compile",
+        str(compile).lower(),
+    )
+    cli = cli_main(["fit", *args, *shrink_nets(config)])
+    net = cli.model.generator if name == "wgan_gp" else cli.model.denoiser
+    conv = next(
+        m for m in net.modules() if isinstance(m, torch.nn.Conv2d | torch.nn.ConvTranspose2d)
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    assert (net._compiled_call_impl is not None) == compile  # nn.Module.compile(), in place
+    assert not any("_orig_mod" in k for k in cli.model.state_dict())
+    if compile:  # the critic differentiates twice (gradient penalty): it stays eager
+        assert cli.model.critic._compiled_call_impl is None
 
 
 def test_print_config_shows_everything(capsys):

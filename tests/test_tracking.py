@@ -57,25 +57,39 @@ def test_missing_inception_weights_stop_the_run_at_startup(kaggle_dir, tmp_path,
     with pytest.raises(ConfigError) as err:
         fit(kaggle_dir, tmp_path, "--trainer.max_epochs", "20")  # metrics due at epoch 10
     message = str(err.value)
-    for needle in ("weights-inception-2015-12-05-6726825d.pth", "https://", "inception_weights",
-                   "MONET_INCEPTION_WEIGHTS", str(no_weights)):
+    for needle in (
+        "weights-inception-2015-12-05-6726825d.pth",
+        "https://",
+        "inception_weights",
+        "MONET_INCEPTION_WEIGHTS",
+        str(no_weights),
+    ):
         assert needle in message
     assert time.perf_counter() - start < 60
     assert not list(tmp_path.rglob("*.ckpt"))  # it stopped before any training
 
 
 @pytest.mark.slow
-def test_fid_kid_mifid_swd_are_logged_and_pick_the_best_checkpoint(kaggle_dir, tmp_path,
-                                                                   weights_file, monkeypatch):
+def test_fid_kid_mifid_swd_are_logged_and_pick_the_best_checkpoint(
+    kaggle_dir, tmp_path, weights_file, monkeypatch
+):
     monkeypatch.setenv("MONET_INCEPTION_WEIGHTS", str(weights_file))
     cli = fit(kaggle_dir, tmp_path / "a", "--trainer.max_epochs", "1")  # cadence is 10 epochs
     assert "metrics/fid" not in cli.trainer.logged_metrics
-    every_epoch = edited(tmp_path, ("every_n_epochs: 10", "every_n_epochs: 1"),
-                         ("num_samples: 300", "num_samples: 8"))
+    every_epoch = edited(
+        tmp_path,
+        ("every_n_epochs: 10", "every_n_epochs: 1"),
+        ("num_samples: 300", "num_samples: 8"),
+    )
     cli = fit(kaggle_dir, tmp_path / "b", config=every_epoch)
     logged = cli.trainer.logged_metrics
-    for key in ("metrics/fid", "metrics/kid_mean", "metrics/kid_std", "metrics/mifid",
-                "metrics/swd"):
+    for key in (
+        "metrics/fid",
+        "metrics/kid_mean",
+        "metrics/kid_std",
+        "metrics/mifid",
+        "metrics/swd",
+    ):
         assert math.isfinite(float(logged[key])), key
     best = [c for c in cli.trainer.checkpoint_callbacks if c.monitor == "metrics/fid"][0]
     assert best.best_model_path and Path(best.best_model_path).is_file()

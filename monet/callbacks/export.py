@@ -77,8 +77,10 @@ class ImageExport(BasePredictionWriter):
             return
         if gathered is not None:
             index, images = gathered[0].flatten(0, 1), gathered[1].flatten(0, 1)
-        images = images[index.argsort()]
-        self.write_zip(trainer, images)
+        index, order = index.sort()
+        first = torch.ones_like(index, dtype=torch.bool)
+        first[1:] = index[1:] != index[:-1]  # DistributedSampler pads with repeats: drop them
+        self.write_zip(trainer, images[order][first])
 
     def write_zip(self, trainer: L.Trainer, images: torch.Tensor) -> None:
         from monet.export import write_submission

@@ -9,6 +9,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
+from lightning.pytorch.utilities import rank_zero_info
 
 from monet.callbacks.rundir import run_dir
 from monet.errors import ConfigError, MonetError
@@ -27,6 +28,8 @@ class GenerativeModule(L.LightningModule):
 
     networks: tuple[str, ...] = ()  # attributes built for one image size
     counters: tuple[str, ...] = ()  # int attributes saved in checkpoints for an exact resume
+    channels_last = False  # NHWC activations: faster convolutions on GPUs and most CPUs
+    compile = False  # torch.compile every network
     max_nonfinite_steps: int = 10  # stop after this many non-finite losses in a row
     nonfinite_in_row = 0
     nonfinite_total = 0
@@ -39,6 +42,50 @@ class GenerativeModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_sizes(self, *self.networks)
+        if stage == "fit" and self.trainer.world_size > 1:
+            # seed_everything gives every rank the same seed, so every rank would draw the same
+            # noise; offset the streams by rank (a resumed run then restores each rank's own).
+            seed = torch.initial_seed() + self.trainer.global_rank
+            torch.manual_seed(seed)
+            random.seed(seed)
+            np.random.seed(seed % 2**32)
+
+    def on_fit_start(self) -> None:
+        """Say what the optimizer really sees: the batch summed over devices and accumulation."""
+        trainer, datamodule = self.trainer, self.trainer.datamodule
+        per_device = getattr(datamodule, "batch_size", None)
+        if per_device is None:
+            return
+        accumulate = trainer.accumulate_grad_batches
+        effective = per_device * trainer.world_size * accumulate
+        lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
+        rank_zero_info(
+            f"effective batch size {effective} = {per_device} per device x {trainer.world_size} "
+            f"devices x {accumulate} accumulated; learning rates {lrs} (not rescaled)"
+        )
+        for logger in trainer.loggers:
+            logger.log_hyperparams(
+                {"effective_batch_size": effective, "world_size": trainer.world_size}
+            )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.channels_last and isinstance(batch, torch.Tensor) and batch.ndim == 4:
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
+
+    def compilable(self) -> tuple[str, ...]:
+        """The networks `compile` may compile (a family may need to leave one out)."""
+        return self.networks
+
+    def configure_model(self) -> None:
+        """`channels_last` and `compile` from the YAML, on every network the family trains."""
+        for name in self.networks:
+            net = getattr(self, name)
+            if self.channels_last:
+                net.to(memory_format=torch.channels_last)
+            if self.compile and name in self.compilable() and not hasattr(net, "_monet_compiled"):
+                net.compile()  # in place: state_dict keys (and checkpoints) stay the same
+                net._monet_compiled = True
 
     def noise_from_seeds(self, seeds: torch.Tensor) -> torch.Tensor:
         gens = (torch.Generator().manual_seed(int(s)) for s in seeds.tolist())

@@ -21,6 +21,8 @@ class Diffusion(GenerativeModule):
     validation without touching either.
 
     Args:
+        channels_last: NHWC memory format for the networks and batches.
+        compile: `torch.compile` the networks (in place; checkpoints keep their keys).
         denoiser: any module with ``forward(x, t)``; it should carry ``image_size``.
         process: the Gaussian diffusion (schedule, T, objective, loss).
         sampler: ``ddpm`` (all T steps) or ``ddim``.
@@ -46,8 +48,11 @@ class Diffusion(GenerativeModule):
         ema_decay: float | None = 0.995,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        self.channels_last, self.compile = channels_last, compile
         self.save_hyperparameters(ignore=["denoiser", "process", "optimizer", "lr_scheduler"])
         self.denoiser = denoiser
         self.process = process if process is not None else GaussianDiffusion()

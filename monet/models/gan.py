@@ -24,6 +24,8 @@ class GAN(GenerativeModule):
     by default and each is one key in the YAML.
 
     Args:
+        channels_last: NHWC memory format for the networks and batches.
+        compile: `torch.compile` the networks (in place; checkpoints keep their keys).
         generator: maps noise (B, latent_dim) to images in [-1, 1]; must have `latent_dim`.
         critic: maps images to one raw score per image (no sigmoid).
         loss: ``wgan_gp`` (Wasserstein), ``bce`` (non-saturating) or ``hinge``.
@@ -41,6 +43,7 @@ class GAN(GenerativeModule):
 
     networks = ("generator", "critic")
     counters = ("critic_steps", "nonfinite_total")
+    ddp_unused_parameters = True  # the CLI picks ddp_find_unused_parameters_true under DDP
 
     def __init__(
         self,
@@ -57,8 +60,11 @@ class GAN(GenerativeModule):
         spectral_norm: bool = False,
         ema_decay: float | None = None,
         diversity_samples: int = 64,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        self.channels_last, self.compile = channels_last, compile
         if not hasattr(generator, "latent_dim"):
             raise ConfigError(
                 f"{type(generator).__name__} has no `latent_dim`: a GAN generator "
@@ -83,6 +89,11 @@ class GAN(GenerativeModule):
         self.automatic_optimization = False
         self.critic_steps = 0  # saved in checkpoints: the n_critic cycle survives a resume
         self._real_sample: torch.Tensor | None = None
+
+    def compilable(self) -> tuple[str, ...]:
+        # the gradient penalty and R1 differentiate the critic twice, which compiled graphs
+        # (aot_autograd) cannot do: the critic then runs eagerly
+        return ("generator",) if self.gp_weight > 0 or self.r1_gamma > 0 else self.networks
 
     # -- sampling interface used by callbacks ---------------------------------------------------
     @property

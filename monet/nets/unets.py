@@ -285,10 +285,10 @@ class LinearAttention(nn.Module):
     """Linear attention (Shen et al. 2021): softmax over features for q and over positions for
     k, so the cost is linear in H*W. Learned memory keys/values, LayerNorm before and after.
 
-    Laid out for speed at full resolution: tokens stay position-major (B, N, hidden), the
-    per-head contexts come from one GEMM over all head pairs (its off-diagonal blocks are
-    dropped), and the output projection is folded into the small contexts. The result is the
-    same as the head-by-head computation.
+    Written for full resolution, where the cost is memory traffic, not arithmetic: the per-head
+    contexts softmax(k)^T v come from (e^T xn) W_v^T with e = exp(k - max), so v is never built
+    and the softmax's normaliser divides the small contexts; the output projection is folded
+    into the contexts too. The result is that of the head-by-head computation.
     """
 
     def __init__(self, dim: int, heads: int = 4, dim_head: int = 32, num_mem_kv: int = 4) -> None:
@@ -306,14 +306,20 @@ class LinearAttention(nn.Module):
         nh, d = self.heads, self.dim_head
         hidden, n = nh * d, h * w
         xn = channel_layer_norm(self.norm, x).view(b, n, c)  # (B, N, C)
-        w_q, w_kv = self.to_qkv.weight.split((hidden, 2 * hidden))
+        w_q, w_k, w_v = self.to_qkv.weight.split(hidden)  # 3 x (nh*d, C)
         q = F.linear(xn, w_q).view(b, n, nh, d).softmax(dim=-1)  # (B, N, nh, d), over features
-        k, v = F.linear(xn, w_kv).split(hidden, dim=-1)  # 2 x (B, N, nh*d)
-        mem_k, mem_v = self.mem_kv.view(2, 1, hidden, -1).transpose(-1, -2).expand(-1, b, -1, -1)
-        k = torch.cat((mem_k, k), dim=1).view(b, -1, nh, d).softmax(dim=1)  # over positions
-        v = torch.cat((mem_v, v), dim=1)  # (B, m+N, nh*d)
-        pairs = k.view(b, -1, hidden).mT @ v  # (B, nh*d, nh*d), all head pairs
-        context = pairs.view(b, nh, d, nh, d).diagonal(0, 1, 3)  # (B, d, e, nh), same-head blocks
+        # Softmax over the positions and the memory slots, for each of the nh*d key features.
+        k = F.linear(xn, w_k)  # (B, N, nh*d)
+        mem_k, mem_v = self.mem_kv.flatten(1, 2).mT  # 2 x (m, nh*d)
+        top = torch.maximum(k.detach().amax(dim=1), mem_k.detach().amax(dim=0))  # (B, nh*d)
+        e = k.sub_(top[:, None]).exp_()  # (B, N, nh*d); in place: linear saves no output
+        e_mem = (mem_k - top[:, None]).exp()  # (B, m, nh*d)
+        z = e.sum(dim=1) + e_mem.sum(dim=1)  # (B, nh*d)
+        # All head pairs at once, sum_n e[n, i] v[n, j] = ((xn^T e)^T W_v^T)[i, j]; then keep
+        # each head's own (d, d) block.
+        pairs = (xn.mT @ e).mT @ w_v.T + e_mem.mT @ mem_v  # (B, nh*d, nh*d)
+        pairs = pairs / z[:, :, None]
+        context = pairs.view(b, nh, d, nh, d).diagonal(0, 1, 3)  # (B, d, e, nh)
         # out[n, c] = sum_{h,d,e} q[n,h,d] context[h,d,e] W[c,h,e] d^-0.5: fold W into context.
         w_out = self.to_out.weight.view(c, nh, d)  # (C, nh, e)
         proj = torch.einsum("bdeh,che->bhdc", context, w_out) * d**-0.5  # (B, nh, d, C)
@@ -417,9 +423,11 @@ class LibUnet(nn.Module):
     The defaults (dim 64, mults (1, 2, 4, 8), 4 heads of 32) give the parameter count of
     lucidrains' `Unet(dim=64, dim_mults=(1, 2, 4, 8))` within 0.1%. Where lucidrains' 2.x
     normalises with RMSNorm, this uses GroupNorm(8) in the ResNet blocks (his 1.x design) and
-    LayerNorm over channels around attention (one fused kernel, 3x cheaper on CPU). With `channels_last` (the
-    default) activations are kept in channels-last memory, which the CPU and GPU convolution
-    kernels prefer; the output is a contiguous (B, C, H, W) tensor either way.
+    LayerNorm over channels around attention (one fused kernel, 3x cheaper on CPU).
+
+    With `channels_last` (the default) activations and conv weights are kept in channels-last
+    memory, which the CPU and GPU convolution kernels prefer; the output is a contiguous
+    (B, C, H, W) tensor either way.
 
     With `fp32_if_bf16_emulated` (the default), bfloat16 CPU autocast is switched off inside the
     network on CPUs without AVX512-BF16 or AMX: there oneDNN emulates bfloat16, and convolutions
@@ -498,6 +506,10 @@ class LibUnet(nn.Module):
             )
         self.final_res_block = res(dim * 2, dim)
         self.final_conv = nn.Conv2d(dim, channels, 1)
+        if channels_last:  # conv weights too, or every conv call reorders them
+            for m in self.modules():
+                if isinstance(m, nn.Conv2d):
+                    m.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor, t: Tensor) -> Tensor:
         check_input("LibUnet", x, self.factor)
