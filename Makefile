@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/wgan_gp.yaml
 DEMO_CONFIG ?= configs/wgan_gp.yaml
-DEMO_STEPS ?= 120
+DEMO_STEPS ?= 40
 PYTEST_ARGS ?=
 
 .PHONY: install test lint format fit demo bench clean
@@ -42,6 +42,7 @@ demo: install
 
 bench: install
 	$(BIN)/python benchmarks/data.py
+	$(BIN)/python benchmarks/diffusion.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -121,6 +121,30 @@ def shrink_nets(config: Path) -> list[str]:
     ]
 
 
+def quick_fit(model, data_dir: Path, tmp_path: Path, batch_size: int = 4, **kw):
+    """A real Trainer fit on 32 px images of `data_dir`: quiet, and nothing written unless
+    `kw` asks for it (checkpoints, validation batches)."""
+    import lightning as L
+
+    from monet.data import MonetDataModule
+
+    dm = MonetDataModule(str(data_dir), image_size=32, batch_size=batch_size)
+    kw = {
+        "max_steps": 2,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "limit_val_batches": 0,
+        "default_root_dir": tmp_path,
+        "accelerator": "cpu",
+        **kw,
+    }
+    trainer = L.Trainer(**kw)
+    trainer.fit(model, dm)
+    return trainer
+
+
 @pytest.fixture
 def kaggle_dir(tmp_path: Path) -> Path:
     return make_kaggle_dir(tmp_path / "data")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
+from conftest import quick_fit
 from test_losses import Linear, Quadratic
 
 from monet import diffaugment as da
-from monet.data import MonetDataModule
 from monet.errors import ConfigError
 from monet.losses import r1_penalty
 from monet.metrics import diversity
@@ -100,22 +99,8 @@ def tiny_gan(**kw) -> GAN:
     )
 
 
-def fit(model, kaggle_dir, tmp_path, **kw) -> L.Trainer:
-    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
-    kw = {
-        "max_steps": 2,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "limit_val_batches": 0,
-        "default_root_dir": tmp_path,
-        "accelerator": "cpu",
-        **kw,
-    }
-    trainer = L.Trainer(**kw)
-    trainer.fit(model, dm)
-    return trainer
+def fit(model, kaggle_dir, tmp_path, **kw):
+    return quick_fit(model, kaggle_dir, tmp_path, **kw)
 
 
 def test_gan_augments_real_and_fake_in_both_steps(kaggle_dir, tmp_path, monkeypatch):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from conftest import quick_fit
 
 from monet.data import MonetDataModule
 from monet.diffusion import GaussianDiffusion, sample
@@ -25,21 +26,9 @@ def tiny(size=32, **kw) -> Diffusion:
     )
 
 
-def fit(model, kaggle_dir, tmp_path, **kw) -> L.Trainer:
-    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
-    kw = {
-        "max_steps": 4,
-        "logger": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "limit_val_batches": 1,
-        "default_root_dir": tmp_path,
-        "accelerator": "cpu",
-        **kw,
-    }
-    trainer = L.Trainer(**kw)
-    trainer.fit(model, dm)
-    return trainer
+def fit(model, kaggle_dir, tmp_path, **kw):
+    kw = {"max_steps": 4, "limit_val_batches": 1, "enable_checkpointing": True, **kw}
+    return quick_fit(model, kaggle_dir, tmp_path, **kw)
 
 
 def test_ema_tracks_the_live_weights_and_is_used_for_sampling(kaggle_dir, tmp_path):

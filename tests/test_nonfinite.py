@@ -3,11 +3,10 @@ last good weights saved."""
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 import torch
+from conftest import quick_fit
 
-from monet.data import MonetDataModule
 from monet.diffusion import GaussianDiffusion
 from monet.models import GAN, Diffusion
 from monet.models.common import TrainingDiverged
@@ -33,19 +32,7 @@ class Poisoned(torch.nn.Module):
 
 
 def fit(model, kaggle_dir, tmp_path, max_steps):
-    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        max_steps=max_steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        default_root_dir=tmp_path,
-    )
-    trainer.fit(model, dm)
-    return trainer
+    return quick_fit(model, kaggle_dir, tmp_path, max_steps=max_steps)
 
 
 def diffusion(poison: int, limit: int = 10) -> Diffusion:

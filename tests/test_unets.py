@@ -279,7 +279,7 @@ def test_small_lib_unet_overfits_eight_images():
 
     before = held_loss()
     opt = torch.optim.Adam(net.parameters(), lr=3e-3)
-    for _ in range(100):
+    for _ in range(80):
         loss = process.loss(net, x0)
         opt.zero_grad()
         loss.backward()
