@@ -62,19 +62,17 @@ def main() -> None:
 
     ours = LibUnet(image_size=size, dim=64, dim_mults=(1, 2, 4, 8))
     process = GaussianDiffusion("sigmoid", 1000, objective="v", loss="l2")
-    rows = []
     try:
         from denoising_diffusion_pytorch import GaussianDiffusion as RefDiffusion
         from denoising_diffusion_pytorch import Unet as RefUnet
     except ImportError:
         RefUnet = None
         print("(denoising-diffusion-pytorch is not installed: pip install -e '.[bench]')\n")
+    header = f"{'precision':<14} | {'model':<16} | {'params':>11} | {'steps/s':>8} | {'vs ref':>6}"
+    print(header + "\n" + "-" * len(header), flush=True)
     for bf16 in (False, True):
         precision = "bf16 autocast" if bf16 else "fp32"
-        rate = steps_per_second(
-            lambda: process.loss(ours, x0), ours.parameters(), args.steps, args.warmup, bf16
-        )
-        ref_rate = None
+        ref_rate = float("nan")
         if RefUnet is not None:
             ref = RefUnet(dim=64, dim_mults=(1, 2, 4, 8))
             ref_diffusion = RefDiffusion(ref, image_size=size, timesteps=1000)
@@ -85,20 +83,19 @@ def main() -> None:
                 args.warmup,
                 bf16,
             )
-            rows.append((precision, "lucidrains Unet", n_params(ref), ref_rate, 1.0))
-        rows.append(
-            (
-                precision,
-                "monet LibUnet",
-                n_params(ours),
-                rate,
-                rate / ref_rate if ref_rate else float("nan"),
+            print(
+                f"{precision:<14} | {'lucidrains Unet':<16} | {n_params(ref):>11,} | "
+                f"{ref_rate:>8.3f} | {1:>5.2f}x",
+                flush=True,
             )
+        rate = steps_per_second(
+            lambda: process.loss(ours, x0), ours.parameters(), args.steps, args.warmup, bf16
         )
-    header = f"{'precision':<14} | {'model':<16} | {'params':>11} | {'steps/s':>8} | {'vs ref':>6}"
-    print(header + "\n" + "-" * len(header))
-    for precision, name, params, rate, ratio in rows:
-        print(f"{precision:<14} | {name:<16} | {params:>11,} | {rate:>8.3f} | {ratio:>5.2f}x")
+        print(
+            f"{precision:<14} | {'monet LibUnet':<16} | {n_params(ours):>11,} | {rate:>8.3f} | "
+            f"{rate / ref_rate:>5.2f}x",
+            flush=True,
+        )
 
     small = LibUnet(image_size=args.sample_size, dim=64, dim_mults=(1, 2, 4, 8))
     noise = torch.randn(args.sample_batch, 3, args.sample_size, args.sample_size)
