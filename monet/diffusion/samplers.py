@@ -55,7 +55,9 @@ def ddpm_sample(
             x0, _ = process.model_predictions(net, x, t, clip=clip)
             mean, var, _ = process.posterior(x0, x, t)
             # Ho et al. 2020, Algorithm 2, with sigma_t² = beta-tilde_t; no noise at the last step.
-            x = mean + var.sqrt() * _noise_like(x, generator) if i > 0 else mean
+            x = mean
+            if i > 0:
+                x = x + var.sqrt() * _noise_like(x, generator)
         return x
 
 
