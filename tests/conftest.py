@@ -146,6 +146,16 @@ def quick_fit(model, data_dir: Path, tmp_path: Path, batch_size: int = 4, **kw):
 
 
 @pytest.fixture
+def one_thread():
+    """These networks are tiny: threads gain nothing, and OpenMP threads on cores that another
+    job is using make them 10-20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def kaggle_dir(tmp_path: Path) -> Path:
     return make_kaggle_dir(tmp_path / "data")
 

@@ -184,25 +184,13 @@ class Spread(Constant):
 def test_diversity_signal_drops_on_a_collapsed_generator(kaggle_dir, tmp_path):
     images = torch.rand(8, 3, 32, 32)
     assert diversity(images) > 0.5 and diversity(images[:1].expand(8, -1, -1, -1)) == 0
-    collapsed = GAN(Constant(), WGANCritic(features=4, image_size=32), n_critic=1)
-    t = fit(
-        collapsed,
-        kaggle_dir,
-        tmp_path,
-        limit_val_batches=1,
-        max_steps=-1,
-        max_epochs=1,
-        limit_train_batches=1,
+    logged = {}
+    for name, generator in (("collapsed", Constant()), ("healthy", Spread())):
+        model = GAN(generator, WGANCritic(features=4, image_size=32), n_critic=1)
+        one_epoch = {"max_steps": -1, "max_epochs": 1, "limit_train_batches": 1}
+        logged[name] = fit(model, kaggle_dir, tmp_path, limit_val_batches=1, **one_epoch)
+        logged[name] = logged[name].logged_metrics
+    assert (
+        logged["collapsed"]["diversity/fake"] == 0 and logged["collapsed"]["diversity/ratio"] == 0
     )
-    assert t.logged_metrics["diversity/fake"] == 0 and t.logged_metrics["diversity/ratio"] == 0
-    healthy = GAN(Spread(), WGANCritic(features=4, image_size=32), n_critic=1)
-    t = fit(
-        healthy,
-        kaggle_dir,
-        tmp_path,
-        limit_val_batches=1,
-        max_steps=-1,
-        max_epochs=1,
-        limit_train_batches=1,
-    )
-    assert t.logged_metrics["diversity/ratio"] > 0.3 and t.logged_metrics["diversity/real"] > 0
+    assert logged["healthy"]["diversity/ratio"] > 0.3 and logged["healthy"]["diversity/real"] > 0

@@ -24,14 +24,7 @@ from monet.errors import ConfigError
 OBJECTIVES = ("eps", "x0", "v")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: threads gain nothing, and OpenMP threads on cores that another
-    job is using make them 10-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # -- schedules ---------------------------------------------------------------------------------

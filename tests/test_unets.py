@@ -31,14 +31,7 @@ LUCIDRAINS_UNET_PARAMS = 35_711_491
 REPORT_SIMPLE_UNET_PARAMS = 62_438_883
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These networks are tiny: threads gain nothing, and OpenMP threads on cores that another
-    job is using make them 10-20x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(kind: str, size: int) -> nn.Module:
