@@ -10,7 +10,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from monet.diffusion import GaussianDiffusion, sample
-from monet.models.common import GenerativeModule
+from monet.models.common import GenerativeModule, update_ema_
 
 
 class Diffusion(GenerativeModule):
@@ -124,14 +124,7 @@ class Diffusion(GenerativeModule):
         super().optimizer_step(*args, **kwargs)
         self.update_ema()  # once per optimizer step, whatever the gradient accumulation
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        if self.ema is None:
-            return
-        self.ema_updates += 1
-        # A warm-up so the early average does not hold on to the random initial weights.
-        decay = min(self.ema_decay, (1 + self.ema_updates) / (10 + self.ema_updates))
-        ema_params = list(self.ema.parameters())
-        torch._foreach_lerp_(ema_params, list(self.denoiser.parameters()), 1.0 - decay)
-        for ema_buf, buf in zip(self.ema.buffers(), self.denoiser.buffers()):
-            ema_buf.copy_(buf)
+        if self.ema is not None:
+            self.ema_updates += 1
+            update_ema_(self.ema, self.denoiser, self.ema_decay, self.ema_updates)

@@ -11,7 +11,7 @@ from monet.diffaugment import diff_augment, parse_policy
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
-from monet.models.common import GenerativeModule
+from monet.models.common import GenerativeModule, update_ema_
 from monet.nets.common import spectral_norm_all
 
 
@@ -42,7 +42,7 @@ class GAN(GenerativeModule):
     """
 
     networks = ("generator", "critic")
-    counters = ("critic_steps", "nonfinite_total")
+    counters = ("critic_steps", "ema_updates", "nonfinite_total")
     ddp_unused_parameters = True  # the CLI picks ddp_find_unused_parameters_true under DDP
 
     def __init__(
@@ -88,6 +88,7 @@ class GAN(GenerativeModule):
         self.diversity_samples = diversity_samples
         self.automatic_optimization = False
         self.critic_steps = 0  # saved in checkpoints: the n_critic cycle survives a resume
+        self.ema_updates = 0
         self._real_sample: torch.Tensor | None = None
 
     def compilable(self) -> tuple[str, ...]:
@@ -166,14 +167,10 @@ class GAN(GenerativeModule):
                 self.log("train/gen_loss", loss_g.detach(), prog_bar=True)
             self.untoggle_optimizer(opt_g)
 
-    @torch.no_grad()
     def update_ema(self) -> None:
-        if self.generator_ema is None:
-            return
-        ema_params = list(self.generator_ema.parameters())
-        torch._foreach_lerp_(ema_params, list(self.generator.parameters()), 1.0 - self.ema_decay)
-        for ema_buf, buf in zip(self.generator_ema.buffers(), self.generator.buffers()):
-            ema_buf.copy_(buf)
+        if self.generator_ema is not None:
+            self.ema_updates += 1
+            update_ema_(self.generator_ema, self.generator, self.ema_decay, self.ema_updates)
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> None:
         gen = torch.Generator().manual_seed(batch_idx)  # the training RNG stream stays untouched
