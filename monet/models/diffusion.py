@@ -21,8 +21,6 @@ class Diffusion(GenerativeModule):
     validation without touching either.
 
     Args:
-        channels_last: NHWC memory format for the networks and batches.
-        compile: `torch.compile` the networks (in place; checkpoints keep their keys).
         denoiser: any module with ``forward(x, t)``; it should carry ``image_size``.
         process: the Gaussian diffusion (schedule, T, objective, loss).
         sampler: ``ddpm`` (all T steps) or ``ddim``.
@@ -32,6 +30,8 @@ class Diffusion(GenerativeModule):
         ema_decay: decay of the EMA copy of the denoiser; null turns EMA off.
         optimizer: the optimizer, from the YAML (class_path + init_args).
         lr_scheduler: an optional LR schedule, stepped every optimizer step.
+        channels_last: NHWC memory format for the networks and batches.
+        compile: `torch.compile` the networks (in place; checkpoints keep their keys).
     """
 
     networks = ("denoiser",)

@@ -24,8 +24,6 @@ class GAN(GenerativeModule):
     by default and each is one key in the YAML.
 
     Args:
-        channels_last: NHWC memory format for the networks and batches.
-        compile: `torch.compile` the networks (in place; checkpoints keep their keys).
         generator: maps noise (B, latent_dim) to images in [-1, 1]; must have `latent_dim`.
         critic: maps images to one raw score per image (no sigmoid).
         loss: ``wgan_gp`` (Wasserstein), ``bce`` (non-saturating) or ``hinge``.
@@ -39,6 +37,8 @@ class GAN(GenerativeModule):
         spectral_norm: spectral normalisation on every critic layer (Miyato et al. 2018).
         ema_decay: decay of an EMA copy of the generator that samples; null is off.
         diversity_samples: images in the per-epoch collapse signal (0 turns it off).
+        channels_last: NHWC memory format for the networks and batches.
+        compile: `torch.compile` the networks (in place; checkpoints keep their keys).
     """
 
     networks = ("generator", "critic")
