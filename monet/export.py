@@ -24,6 +24,7 @@ from PIL import Image
 from torch import Tensor
 
 from monet.errors import DataError
+from monet.images import to_uint8
 from monet.metrics.memorization import (
     EMBED_SIZE,
     NEAR_COPY_THRESHOLD,
@@ -76,7 +77,7 @@ def _to_uint8(batch: Tensor, index: int) -> np.ndarray:
                 f"batch {index}: values up to {batch.abs().amax():.3g}; expected floats in "
                 "[-1, 1] (or a uint8 tensor in [0, 255])."
             )
-        batch = ((batch.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        batch = to_uint8(batch)
     return batch.permute(0, 2, 3, 1).contiguous().numpy()
 
 

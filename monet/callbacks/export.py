@@ -13,6 +13,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
 from monet.errors import MonetError
+from monet.images import to_uint8 as images_to_uint8
 
 
 def to_uint8(images: torch.Tensor, size: int | None) -> torch.Tensor:
@@ -20,7 +21,7 @@ def to_uint8(images: torch.Tensor, size: int | None) -> torch.Tensor:
     images = images.float()
     if size is not None and images.shape[-1] != size:
         images = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
-    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu()
+    return images_to_uint8(images).cpu()
 
 
 class ImageExport(BasePredictionWriter):

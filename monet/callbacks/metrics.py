@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from monet.images import to_unit
 from monet.metrics import sliced_wasserstein_distance
 
 
@@ -83,7 +84,7 @@ class EvalMetrics(L.Callback):
 
     def _real_share(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
         real = trainer.datamodule.real[trainer.global_rank :: trainer.world_size]
-        return real.to(pl_module.device).float().div_(127.5).sub_(1.0)
+        return to_unit(real.to(pl_module.device))
 
     def _generate_share(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
         n = len(range(trainer.global_rank, self.num_samples, trainer.world_size))

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler
 from monet.data.augment import Augment, augment_batch_, preprocess
 from monet.data.sources import find_files, read_images
 from monet.errors import ConfigError
+from monet.images import to_unit
 
 
 class _Images(Dataset):
@@ -29,6 +30,11 @@ class _Images(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor:
         return self.images[index]
+
+
+def stream_seed(*parts: int) -> int:
+    """A seed for one random stream named by integers (seed, epoch, step, rank, image...)."""
+    return hash(parts) & (2**62 - 1)  # ints hash the same in every process
 
 
 class EpochShuffle(RandomSampler):
@@ -45,7 +51,7 @@ class EpochShuffle(RandomSampler):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator().manual_seed(hash((self.seed, self.epoch)) & (2**62 - 1))
+        gen = torch.Generator().manual_seed(stream_seed(self.seed, self.epoch))
         return iter(torch.randperm(len(self.data_source), generator=gen).tolist())
 
 
@@ -162,14 +168,14 @@ class MonetDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         """Batches of per-image seeds: image i gets the same noise whatever the batch or devices."""
-        seeds = [hash((self.predict_seed, i)) & (2**62 - 1) for i in range(self.predict_size)]
+        seeds = [stream_seed(self.predict_seed, i) for i in range(self.predict_size)]
         return DataLoader(torch.tensor(seeds), batch_size=self.batch_size)
 
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
         trainer = self.trainer
         if trainer is not None and trainer.predicting:
             return batch  # seeds, not images
-        x = batch.float().div_(127.5).sub_(1.0)  # uint8 -> [-1, 1], on the device
+        x = to_unit(batch)  # uint8 -> [-1, 1], on the device
         if trainer is not None and trainer.training:
             x = augment_batch_(x, self.augment, self._generator(trainer.global_rank))
             self._steps += 1
@@ -177,7 +183,7 @@ class MonetDataModule(L.LightningDataModule):
 
     def _generator(self, rank: int = 0) -> torch.Generator:
         # One stream per (seed, batch, rank): reproducible, and resumable from state_dict.
-        return torch.Generator().manual_seed(hash((self.seed, self._steps, rank)) & (2**62 - 1))
+        return torch.Generator().manual_seed(stream_seed(self.seed, self._steps, rank))
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self._steps}

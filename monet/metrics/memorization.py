@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from monet.errors import DataError
+from monet.images import to_unit
 
 EMBED_SIZE = 16
 # Measured on the 300 Kaggle Monet paintings at 16 px: a painting and its copy after a 64 px
@@ -43,7 +44,7 @@ def memorization_embedding(
     for batch in batches:
         if batch.ndim != 4:
             raise DataError(f"expected images of shape (B, C, H, W); got {tuple(batch.shape)}.")
-        x = batch.float() / 127.5 - 1 if batch.dtype == torch.uint8 else batch.float()
+        x = to_unit(batch) if batch.dtype == torch.uint8 else batch.float()
         v = F.adaptive_avg_pool2d(x.cpu(), size).flatten(1)  # (B, C*size*size)
         v = v - v.mean(dim=1, keepdim=True)
         out.append(v / v.norm(dim=1, keepdim=True).clamp_min(1e-8))

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from monet.diffaugment import diff_augment, parse_policy
+from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
@@ -108,13 +109,8 @@ class GAN(GenerativeModule):
     @torch.no_grad()
     def generate(self, noise: torch.Tensor) -> torch.Tensor:
         """Images in [-1, 1] from `noise`, with the sampling generator in eval mode."""
-        net = self.sampling_net
-        was_training = net.training
-        net.eval()
-        try:
+        with eval_mode(self.sampling_net) as net:  # every submodule gets its own mode back
             return net(noise.to(self.device)).float()
-        finally:
-            net.train(was_training)
 
     # -- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
