@@ -14,6 +14,7 @@ from monet.callbacks import ImageExport
 from monet.callbacks.rundir import run_dir
 from monet.data import MonetDataModule
 from monet.errors import ConfigError, MonetError
+from monet.malloc import keep_freed_memory
 
 
 class SaveConfig(SaveConfigCallback):
@@ -122,6 +123,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
 
 
 def main() -> None:
+    keep_freed_memory()  # CPU steps reuse their buffers instead of page-faulting them in anew
     try:
         cli_main()
     except MonetError as err:  # the user's input is wrong: say what and how to fix it

@@ -7,11 +7,11 @@ same augmentations on a CPU and on a GPU.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -85,112 +85,113 @@ def preprocess(image: torch.Tensor, size: int, five_crop: FiveCrop) -> list[torc
     return [resize_square(v, size) for v in views]
 
 
-def _uniform(n: int, low: float, high: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=gen, dtype=torch.float64) * (high - low) + low
-
-
-def _chosen(n: int, p: float, gen: torch.Generator) -> torch.Tensor:
-    return torch.rand(n, generator=gen) < p
-
-
 def augment_batch_(x: torch.Tensor, cfg: Augment, gen: torch.Generator) -> torch.Tensor:
     """Apply the random augmentations of `cfg` to a float batch (B, C, H, W) in [-1, 1].
 
     Works in place where it can (hence the underscore): `x` may be changed.
     """
     n, _, h, w = x.shape
-    flip = _chosen(n, cfg.hflip, gen)
-    rotate = _chosen(n, cfg.rotation.p, gen)
-    crop = _chosen(n, cfg.resized_crop.p, gen)
+    draws = _Draws(torch.rand(n, 13, generator=gen, dtype=torch.float64).numpy())
+    flip, rotate, crop, erase = draws.below(
+        cfg.hflip, cfg.rotation.p, cfg.resized_crop.p, cfg.erasing.p
+    )
     if rotate.any() or crop.any():
         # Flip, rotation and crop fold into one affine map per image: one grid_sample in all.
-        theta = _affine(n, flip, rotate, crop, cfg, gen).to(x.device, x.dtype)
-        grid = torch.matmul(_base_grid(h, w, x.device, x.dtype), theta.transpose(1, 2))
+        theta = torch.from_numpy(_affine(draws, flip, rotate, crop, cfg)).to(x.device, x.dtype)
         x = F.grid_sample(
             x,
-            grid.view(n, h, w, 2),
+            affine_grid(theta, h, w),
             mode="bilinear",
             padding_mode=cfg.rotation.padding,
             align_corners=False,
         )
     elif flip.any():
-        chosen = flip.nonzero().flatten().to(x.device)
+        chosen = torch.from_numpy(flip.nonzero()[0]).to(x.device)
         x[chosen] = x[chosen].flip(-1)  # in place, only the chosen images
-    erase = _chosen(n, cfg.erasing.p, gen)
     if erase.any():
-        mask = _erase_mask(h, w, erase, cfg.erasing, gen, x.device)
-        x.masked_fill_(mask[:, None], cfg.erasing.value)
+        box = _erase_box(draws, erase, cfg.erasing, h, w).to(x.device)
+        rows, cols = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        in_rows = ((rows >= box[:, :1]) & (rows < box[:, 1:2])).to(x.dtype)  # (B, H)
+        in_cols = ((cols >= box[:, 2:3]) & (cols < box[:, 3:])).to(x.dtype)  # (B, W)
+        inside = (in_rows[:, :, None] * in_cols[:, None, :])[:, None]  # (B, 1, H, W)
+        # x * keep + fill: exact (x * 1 + 0, x * 0 + value), and ~5x faster than masked_fill_
+        x.mul_(1 - inside).add_(inside * cfg.erasing.value)
     return x
 
 
-@functools.lru_cache(maxsize=8)
-def _base_grid(h: int, w: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """(1, H*W, 3) pixel centres (x, y, 1) in [-1, 1], the input of every affine map.
+class _Draws:
+    """All of a batch's random numbers, one (B, 13) table drawn at once on the host.
 
-    Cached: `F.affine_grid` rebuilds it each call and costs 2x this matmul on a CPU.
+    Building the per-image parameters in numpy keeps them off the device and costs microseconds;
+    as torch ops on 64-element tensors they were a third of the augmentation time on a CPU.
     """
-    xs = (torch.arange(w, device=device, dtype=dtype) * 2 + 1) / w - 1
-    ys = (torch.arange(h, device=device, dtype=dtype) * 2 + 1) / h - 1
-    grid = torch.stack(
-        [xs.expand(h, w), ys[:, None].expand(h, w), torch.ones(h, w, device=device, dtype=dtype)],
-        dim=-1,
-    )
-    return grid.view(1, h * w, 3)
+
+    def __init__(self, table: np.ndarray) -> None:
+        self.table, self.used = table, 0
+
+    def next(self, low: float = 0.0, high: float = 1.0) -> np.ndarray:
+        column = self.table[:, self.used]
+        self.used += 1
+        return column * (high - low) + low
+
+    def below(self, *probabilities: float) -> list[np.ndarray]:
+        return [self.next() < p for p in probabilities]
+
+
+def affine_grid(theta: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """`F.affine_grid(theta, (B, C, h, w), align_corners=False)`, built separably.
+
+    Each output coordinate is a * x + b * y + c, so it is one (B, 1, W) + (B, H, 1) sum per
+    axis: 4x faster on a CPU than `F.affine_grid` or a (H*W, 3) matmul.
+    """
+    xs = (torch.arange(w, device=theta.device, dtype=theta.dtype) * 2 + 1) / w - 1
+    ys = (torch.arange(h, device=theta.device, dtype=theta.dtype) * 2 + 1) / h - 1
+    along_x = theta[:, :, 0, None] * xs  # (B, 2, W)
+    along_y = theta[:, :, 1, None] * ys + theta[:, :, 2, None]  # (B, 2, H)
+    return (along_x[:, :, None, :] + along_y[:, :, :, None]).permute(0, 2, 3, 1)  # (B, H, W, 2)
 
 
 def _affine(
-    n: int,
-    flip: torch.Tensor,
-    rotate: torch.Tensor,
-    crop: torch.Tensor,
-    cfg: Augment,
-    gen: torch.Generator,
-) -> torch.Tensor:
-    """Draw each image's rotation and crop (identity where not chosen) and build its map."""
-    angle = torch.deg2rad(_uniform(n, -cfg.rotation.degrees, cfg.rotation.degrees, gen)) * rotate
-    area = _uniform(n, *cfg.resized_crop.scale, gen)
-    aspect = torch.exp(_uniform(n, *map(math.log, cfg.resized_crop.ratio), gen))
-    sx = torch.where(crop, torch.sqrt(area * aspect).clamp(max=1.0), 1.0)
-    sy = torch.where(crop, torch.sqrt(area / aspect).clamp(max=1.0), 1.0)
-    cx = _uniform(n, -1, 1, gen) * (1 - sx) * crop
-    cy = _uniform(n, -1, 1, gen) * (1 - sy) * crop
+    draws: _Draws, flip: np.ndarray, rotate: np.ndarray, crop: np.ndarray, cfg: Augment
+) -> np.ndarray:
+    """Each image's rotation and crop (identity where not chosen), as its affine map."""
+    angle = np.deg2rad(draws.next(-cfg.rotation.degrees, cfg.rotation.degrees)) * rotate
+    area = draws.next(*cfg.resized_crop.scale)
+    aspect = np.exp(draws.next(*map(math.log, cfg.resized_crop.ratio)))
+    sx = np.where(crop, np.sqrt(area * aspect).clip(max=1.0), 1.0)
+    sy = np.where(crop, np.sqrt(area / aspect).clip(max=1.0), 1.0)
+    cx = draws.next(-1, 1) * (1 - sx) * crop
+    cy = draws.next(-1, 1) * (1 - sy) * crop
     return affine_theta(angle, flip, sx, sy, cx, cy)
 
 
 def affine_theta(
-    angle: torch.Tensor,
-    flip: torch.Tensor,
-    sx: torch.Tensor,
-    sy: torch.Tensor,
-    cx: torch.Tensor,
-    cy: torch.Tensor,
-) -> torch.Tensor:
+    angle: np.ndarray,
+    flip: np.ndarray,
+    sx: np.ndarray,
+    sy: np.ndarray,
+    cx: np.ndarray,
+    cy: np.ndarray,
+) -> np.ndarray:
     """(B, 2, 3) maps from output to input coordinates in [-1, 1], as `F.affine_grid` takes.
 
     Flip, then rotate by `angle` (radians) about the centre, then take the crop of relative
     size (sx, sy) centred at (cx, cy): input = crop(rotate(flip(output))).
     """
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    fx = 1.0 - 2.0 * flip.double()  # -1 mirrors the x axis
-    row_x = torch.stack([sx * cos * fx, -sx * sin, cx], dim=1)
-    row_y = torch.stack([sy * sin * fx, sy * cos, cy], dim=1)
-    return torch.stack([row_x, row_y], dim=1)  # (B, 2, 3)
+    cos, sin = np.cos(angle), np.sin(angle)
+    fx = 1.0 - 2.0 * flip  # -1 mirrors the x axis
+    row_x = np.stack([sx * cos * fx, -sx * sin, cx], axis=1)
+    row_y = np.stack([sy * sin * fx, sy * cos, cy], axis=1)
+    return np.stack([row_x, row_y], axis=1)  # (B, 2, 3)
 
 
-def _erase_mask(
-    h: int, w: int, erase: torch.Tensor, cfg: Erasing, gen: torch.Generator, device: torch.device
-) -> torch.Tensor:
-    """(B, H, W) bool on `device`: one box per chosen image, sized as torchvision draws it."""
-    n = len(erase)
-    area = _uniform(n, *cfg.scale, gen) * h * w
-    ratio = torch.exp(_uniform(n, *map(math.log, cfg.ratio), gen))
-    eh = torch.sqrt(area * ratio).round().clamp(1, h)
-    ew = torch.sqrt(area / ratio).round().clamp(1, w)
-    top = (torch.rand(n, generator=gen, dtype=torch.float64) * (h - eh + 1)).floor()
-    left = (torch.rand(n, generator=gen, dtype=torch.float64) * (w - ew + 1)).floor()
-    box = torch.stack([top, top + eh, left, left + ew]).long().to(device)[:, :, None]  # (4, B, 1)
-    rows = torch.arange(h, device=device)[None]  # (1, H)
-    cols = torch.arange(w, device=device)[None]
-    in_rows = (rows >= box[0]) & (rows < box[1]) & erase.to(device)[:, None]  # (B, H)
-    in_cols = (cols >= box[2]) & (cols < box[3])  # (B, W)
-    return in_rows[:, :, None] & in_cols[:, None, :]
+def _erase_box(draws: _Draws, erase: np.ndarray, cfg: Erasing, h: int, w: int) -> torch.Tensor:
+    """(B, 4) int64 rows [top, bottom) and columns [left, right) of each image's erased box,
+    sized as torchvision draws it; empty where the image is not chosen."""
+    area = draws.next(*cfg.scale) * h * w
+    ratio = np.exp(draws.next(*map(math.log, cfg.ratio)))
+    eh = np.sqrt(area * ratio).round().clip(1, h) * erase
+    ew = np.sqrt(area / ratio).round().clip(1, w)
+    top = np.floor(draws.next() * (h - eh + 1))
+    left = np.floor(draws.next() * (w - ew + 1))
+    return torch.from_numpy(np.stack([top, top + eh, left, left + ew], axis=1).astype(np.int64))
