@@ -43,6 +43,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/diffusion.py
+	$(BIN)/python benchmarks/train.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -10,14 +10,13 @@ Both pipelines flip (p=0.5), rotate (p=1, +-15 degrees) and erase (p=0.5); both 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import torch
+from common import data_root
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
@@ -69,16 +68,6 @@ def throughput(batches, n_images: int, rounds: int, prepare=lambda b: b) -> floa
     return max(rates)
 
 
-def synthetic_folder(root: Path, n: int = 300) -> Path:
-    folder = root / "monet_jpg"
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        small = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-        small.resize((256, 256), Image.BICUBIC).save(folder / f"{i:04d}.jpg", quality=90)
-    return root
-
-
 def reference(root: Path, size: int, workers: int, args) -> tuple[str, float]:
     loader = DataLoader(
         PILFolder(root / "monet_jpg", size),
@@ -113,7 +102,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="report the best of this many")
     args = parser.parse_args()
     tmp = tempfile.TemporaryDirectory()
-    root = Path(os.environ.get("MONET_DATA") or synthetic_folder(Path(tmp.name)))
+    root = data_root(Path(tmp.name))
     aug = Augment(hflip=0.5, rotation=Rotation(p=1.0, degrees=15.0), erasing=Erasing(p=0.5))
     print(
         f"data: {root}   torch {torch.__version__}, {torch.get_num_threads()} threads, "

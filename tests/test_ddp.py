@@ -49,3 +49,14 @@ def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, 
     assert len(grids) == 1  # rank 0 alone writes files
     if name == "wgan_gp":
         assert ckpt["counters"]["critic_steps"] == 2  # both ranks ran the same n_critic cycle
+
+
+def test_sharded_strategies_are_refused_with_the_fix(kaggle_dir, tmp_path):
+    config = ROOT / "configs" / "ddpm_lib.yaml"
+    args = small(config, kaggle_dir, tmp_path, "--trainer.fast_dev_run", "1")
+    cmd = [sys.executable, "-m", "monet", "fit", *args, *shrink_nets(config)]
+    cmd += ["--trainer.strategy", "fsdp", "--trainer.accelerator", "cpu"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "monet: error: --trainer.strategy FSDPStrategy is not supported" in result.stderr
+    assert "use --trainer.strategy ddp" in result.stderr

@@ -13,18 +13,31 @@ pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only"
 )
 
-# 20 allocations of 64 MiB after a warm-up; prints the minor page faults they caused
+# Three 8 MiB blocks alive at once, written, then freed, 20 times after a warm-up (as a training
+# step allocates and frees its activations); prints the minor page faults of those 20 cycles.
+# glibc's own malloc and free, through ctypes: torch's CPU allocator calls the same ones, but its
+# small bookkeeping blocks land between the big ones at random and blur the count.
 PROBE = """
-import resource, sys, torch
+import ctypes, resource, sys
 from monet.malloc import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory() and keep_freed_memory()  # idempotent
-faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+libc = ctypes.CDLL(None)
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+size = 2**23
+def step():
+    blocks = [libc.malloc(size) for _ in range(3)]
+    for block in blocks:
+        ctypes.memset(block, 1, size)
+    for block in blocks:
+        libc.free(block)
 for _ in range(30):
-    torch.ones(2**24)
+    step()
+faults = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 before = faults()
 for _ in range(20):
-    torch.ones(2**24)
+    step()
 print(faults() - before)
 """
 
@@ -37,8 +50,8 @@ def minor_faults(mode: str) -> int:
 
 
 def test_freed_blocks_are_reused_not_faulted_in_again():
-    pages = 20 * 2**26 // 4096
+    pages = 20 * 3 * 2**23 // 4096
     assert minor_faults("keep") < 0.01 * pages
     thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
     if not thp.exists() or "[always]" not in thp.read_text():  # huge pages would hide the cost
-        assert minor_faults("default") > 0.5 * pages  # glibc's own: mmap, fault, unmap each time
+        assert minor_faults("default") > 0.3 * pages  # glibc's own: trimmed and faulted again

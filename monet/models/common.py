@@ -9,11 +9,13 @@ import lightning as L
 import numpy as np
 import torch
 import torch.distributed as dist
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 
 from monet.callbacks.rundir import run_dir
 from monet.errors import ConfigError, MonetError
+from monet.nets.unets import cpu_has_bf16
 
 
 class TrainingDiverged(MonetError):
@@ -43,6 +45,13 @@ class GenerativeModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         check_sizes(self, *self.networks)
+        if isinstance(self.trainer.strategy, FSDPStrategy | DeepSpeedStrategy):
+            raise ConfigError(
+                f"--trainer.strategy {type(self.trainer.strategy).__name__} is not supported: "
+                "sharding would split the EMA copies from the weights they average. The "
+                "largest network here (AttnUnet, 73M parameters) fits one GPU with its "
+                "gradients, Adam state and EMA (about 1.5 GB); use --trainer.strategy ddp."
+            )
         if stage == "fit" and self.trainer.world_size > 1:
             # seed_everything gives every rank the same seed, so every rank would draw the same
             # noise; offset the streams by rank (a resumed run then restores each rank's own).
@@ -52,8 +61,16 @@ class GenerativeModule(L.LightningModule):
             np.random.seed(seed % 2**32)
 
     def on_fit_start(self) -> None:
-        """Say what the optimizer really sees: the batch summed over devices and accumulation."""
+        """Say what the optimizer really sees: the batch summed over devices and accumulation;
+        warn when bf16-mixed would be emulated."""
         trainer, datamodule = self.trainer, self.trainer.datamodule
+        if trainer.precision == "bf16-mixed" and self.device.type == "cpu" and not cpu_has_bf16():
+            rank_zero_warn(
+                "precision bf16-mixed on a CPU without bfloat16 units (AVX512-BF16 or AMX): "
+                "bfloat16 is emulated there, and its matmuls and convolutions run about 5x "
+                "slower than float32 (LibUnet computes in float32 by itself). On this machine "
+                "--trainer.precision 32-true is faster."
+            )
         per_device = getattr(datamodule, "batch_size", None)
         if per_device is None:
             return

@@ -146,7 +146,7 @@ class GAN(GenerativeModule):
             self.untoggle_optimizer(opt_c)
             return
         opt_c.zero_grad(set_to_none=True)
-        self.manual_backward(loss_c)
+        self.backward_outside_autocast(loss_c)
         opt_c.step()
         self.untoggle_optimizer(opt_c)
         self.critic_steps += 1
@@ -157,11 +157,22 @@ class GAN(GenerativeModule):
             loss_g = generator_loss(self.loss, self.critic(self.augment(fake)))
             if self.finite(loss_g):
                 opt_g.zero_grad(set_to_none=True)
-                self.manual_backward(loss_g)
+                self.backward_outside_autocast(loss_g)
                 opt_g.step()
                 self.update_ema()
                 self.log("train/gen_loss", loss_g.detach(), prog_bar=True)
             self.untoggle_optimizer(opt_g)
+
+    def backward_outside_autocast(self, loss: torch.Tensor) -> None:
+        """`manual_backward` with autocast off, as torch's AMP docs advise.
+
+        Lightning runs the whole manual-optimization `training_step` under autocast, backward
+        included, where autocast would also recast the matmuls inside backward formulas. The
+        forward pass still decides the gradients' dtypes, and 16-mixed loss scaling is
+        unchanged.
+        """
+        with torch.autocast(self.device.type, enabled=False):
+            self.manual_backward(loss)
 
     def update_ema(self) -> None:
         if self.generator_ema is not None:

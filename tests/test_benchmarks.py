@@ -1,0 +1,73 @@
+"""The benchmark scripts run end to end at tiny settings (their numbers are not checked here),
+and the FLOP counting behind the share-of-peak column counts what it should."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from train import FlopCount  # noqa: E402
+
+
+def run_script(name: str, *args: str) -> list[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MONET_DATA"}  # the synthetic data
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout.splitlines()
+
+
+def test_flop_count_of_a_linear_layer_forward_and_backward():
+    layer = torch.nn.Linear(32, 8)
+    x = torch.randn(4, 32, requires_grad=True)
+    with FlopCount() as count:
+        layer(x).sum().backward()
+    # forward 2*B*I*O; backward: the input's gradient and the weight's, 2*B*I*O each
+    assert count.total == 3 * 2 * 4 * 32 * 8
+
+
+def test_flop_count_includes_the_cpu_fused_attention():
+    q, k, v = (torch.randn(2, 4, 16, 8, requires_grad=True) for _ in range(3))
+    with FlopCount() as count:
+        out = F.scaled_dot_product_attention(q, k, v)
+    assert count.total == 2 * (2 * 2 * 4 * 16 * 16 * 8)  # q k^T, then the weights times v
+    with FlopCount() as count:
+        out.sum().backward()
+    assert count.total > 0
+
+
+@pytest.mark.slow
+def test_train_benchmark_prints_a_row_per_config_and_precision():
+    lines = run_script(
+        "train.py",
+        *("--configs", "wgan_gp", "ddpm_lib", "--image-size", "32", "--batch-size", "4"),
+        *("--steps", "1", "--warmup", "1", "--rounds", "1"),
+    )
+    rows = [line.split("|") for line in lines if line.startswith(("wgan_gp", "ddpm_lib"))]
+    assert [(r[0].strip(), r[1].strip()) for r in rows] == [
+        ("wgan_gp", "32-true"),
+        ("wgan_gp", "bf16-mixed"),
+        ("ddpm_lib", "32-true"),
+        ("ddpm_lib", "bf16-mixed"),
+    ]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 and float(r[5]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_data_benchmark_prints_both_pipelines_under_both_allocators():
+    lines = run_script("data.py", "--sizes", "32", "--images", "64", "--rounds", "1")
+    rows = [line for line in lines if line.strip().startswith("32 |")]
+    assert len(rows) == 6 and sum("monet:" in r for r in rows) == 2
