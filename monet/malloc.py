@@ -3,8 +3,8 @@
 Each training step on a CPU allocates and frees the same multi-megabyte buffers (a 64-image
 batch at 64 px is 3 MiB in float32). glibc's malloc serves blocks of 128 KiB and up with fresh
 `mmap`s and hands them back to the kernel when freed (its adaptive threshold helps only while
-the sizes repeat), so every step page-faults its buffers in again: half the time of the
-augmented data path at 64 px, as measured by `benchmarks/data.py`. PyTorch's CPU tuning guide
+the sizes repeat), so a step can page-fault its buffers in again each time: up to half the time
+of the augmented data path at 64 px in `benchmarks/data.py`. PyTorch's CPU tuning guide
 points at jemalloc or tcmalloc for the same reason; these two `mallopt` settings get glibc most
 of the way with nothing to install.
 """

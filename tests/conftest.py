@@ -121,14 +121,11 @@ def shrink_nets(config: Path) -> list[str]:
     ]
 
 
-def quick_fit(model, data_dir: Path, tmp_path: Path, batch_size: int = 4, **kw):
-    """A real Trainer fit on 32 px images of `data_dir`: quiet, and nothing written unless
-    `kw` asks for it (checkpoints, validation batches)."""
+def quiet_trainer(tmp_path: Path, **kw):
+    """A CPU Trainer (2 steps by default) that logs, checkpoints and validates nothing unless
+    `kw` asks for it."""
     import lightning as L
 
-    from monet.data import MonetDataModule
-
-    dm = MonetDataModule(str(data_dir), image_size=32, batch_size=batch_size)
     kw = {
         "max_steps": 2,
         "logger": False,
@@ -140,8 +137,15 @@ def quick_fit(model, data_dir: Path, tmp_path: Path, batch_size: int = 4, **kw):
         "accelerator": "cpu",
         **kw,
     }
-    trainer = L.Trainer(**kw)
-    trainer.fit(model, dm)
+    return L.Trainer(**kw)
+
+
+def quick_fit(model, data_dir: Path, tmp_path: Path, batch_size: int = 4, **kw):
+    """A real quiet_trainer fit on 32 px images of `data_dir`."""
+    from monet.data import MonetDataModule
+
+    trainer = quiet_trainer(tmp_path, **kw)
+    trainer.fit(model, MonetDataModule(str(data_dir), image_size=32, batch_size=batch_size))
     return trainer
 
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import ROOT, shrink_nets, small
+from lightning.pytorch.strategies import FSDPStrategy
+
+from monet.errors import ConfigError
+from monet.models import Diffusion
+from monet.nets import LibUnet
 
 
 @pytest.mark.slow
@@ -51,12 +57,10 @@ def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, 
         assert ckpt["counters"]["critic_steps"] == 2  # both ranks ran the same n_critic cycle
 
 
-def test_sharded_strategies_are_refused_with_the_fix(kaggle_dir, tmp_path):
-    config = ROOT / "configs" / "ddpm_lib.yaml"
-    args = small(config, kaggle_dir, tmp_path, "--trainer.fast_dev_run", "1")
-    cmd = [sys.executable, "-m", "monet", "fit", *args, *shrink_nets(config)]
-    cmd += ["--trainer.strategy", "fsdp", "--trainer.accelerator", "cpu"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert "monet: error: --trainer.strategy FSDPStrategy is not supported" in result.stderr
-    assert "use --trainer.strategy ddp" in result.stderr
+def test_sharded_strategies_are_refused_with_the_fix(tmp_path):
+    # Lightning itself refuses FSDP without a GPU, so the module's own check (what a GPU run
+    # reaches) is driven directly, with a real FSDPStrategy on the trainer it sees.
+    model = Diffusion(LibUnet(image_size=32, dim=8, dim_mults=(1, 2)))
+    model._trainer = SimpleNamespace(strategy=FSDPStrategy(), datamodule=None, world_size=1)
+    with pytest.raises(ConfigError, match="FSDPStrategy is not supported.*--trainer.strategy ddp"):
+        model.setup("fit")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
+from conftest import quiet_trainer
 
 from monet.callbacks import SampleGrid
 from monet.data import MonetDataModule
@@ -31,17 +32,7 @@ class StepOrder(L.Callback):
 
 
 def trainer(tmp_path, **kw) -> L.Trainer:
-    kw = {
-        "max_steps": 14,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        "limit_val_batches": 0,
-        "default_root_dir": tmp_path,
-        **kw,
-    }
-    return L.Trainer(accelerator="cpu", **kw)
+    return quiet_trainer(tmp_path, **{"max_steps": 14, **kw})
 
 
 @pytest.mark.parametrize("n_critic", [1, 3, 5])

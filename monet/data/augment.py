@@ -85,13 +85,16 @@ def preprocess(image: torch.Tensor, size: int, five_crop: FiveCrop) -> list[torc
     return [resize_square(v, size) for v in views]
 
 
+_DRAWS = 13  # per image: 4 choices, 5 numbers for the affine map, 4 for the erased box
+
+
 def augment_batch_(x: torch.Tensor, cfg: Augment, gen: torch.Generator) -> torch.Tensor:
     """Apply the random augmentations of `cfg` to a float batch (B, C, H, W) in [-1, 1].
 
     Works in place where it can (hence the underscore): `x` may be changed.
     """
     n, _, h, w = x.shape
-    draws = _Draws(torch.rand(n, 13, generator=gen, dtype=torch.float64).numpy())
+    draws = _Draws(torch.rand(n, _DRAWS, generator=gen, dtype=torch.float64).numpy())
     flip, rotate, crop, erase = draws.below(
         cfg.hflip, cfg.rotation.p, cfg.resized_crop.p, cfg.erasing.p
     )
@@ -120,7 +123,7 @@ def augment_batch_(x: torch.Tensor, cfg: Augment, gen: torch.Generator) -> torch
 
 
 class _Draws:
-    """All of a batch's random numbers, one (B, 13) table drawn at once on the host.
+    """All of a batch's random numbers, one (B, _DRAWS) table drawn at once on the host.
 
     Building the per-image parameters in numpy keeps them off the device and costs microseconds;
     as torch ops on 64-element tensors they were a third of the augmentation time on a CPU.
