@@ -21,7 +21,7 @@ import torch
 
 from monet.diffusion import GaussianDiffusion, sample
 from monet.nets import LibUnet
-from monet.nets.unets import cpu_has_bf16
+from monet.nets.common import cpu_has_bf16
 
 
 def n_params(net: torch.nn.Module) -> int:

@@ -15,7 +15,7 @@ from conftest import CONFIGS, ROOT, shrink_nets, small
 from monet.__main__ import cli_main
 from monet.errors import ConfigError
 from monet.models import GAN
-from monet.nets.unets import cpu_has_bf16
+from monet.nets.common import cpu_has_bf16
 
 
 @pytest.mark.parametrize("precision", ["32-true", "16-mixed", "bf16-mixed"])

@@ -10,6 +10,7 @@ from torch import nn
 
 from monet.diffusion import GaussianDiffusion
 from monet.errors import ConfigError
+from monet.nets.common import cpu_has_bf16
 from monet.nets.unets import (
     Attention,
     AttnUnet,
@@ -20,7 +21,6 @@ from monet.nets.unets import (
     SimpleUnet,
     SinusoidalPositionEmbeddings,
     Upsample,
-    cpu_has_bf16,
 )
 
 SIZES = (32, 64, 128, 256)

@@ -15,7 +15,7 @@ from torch import nn
 
 from monet.callbacks.rundir import run_dir
 from monet.errors import ConfigError, MonetError
-from monet.nets.unets import cpu_has_bf16
+from monet.nets.common import cpu_has_bf16
 
 
 class TrainingDiverged(MonetError):

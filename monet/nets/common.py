@@ -1,10 +1,12 @@
-"""Small pieces shared by the networks. Imports torch only."""
+"""Small pieces shared by the networks (and a hardware check). Imports torch only."""
 
 from __future__ import annotations
 
+import functools
 import math
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from monet.errors import ConfigError
 
@@ -39,3 +41,22 @@ def spectral_norm_all(module: nn.Module) -> nn.Module:
         else:
             spectral_norm_all(child)
     return module
+
+
+@functools.cache
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has bfloat16 units (AVX512-BF16 or AMX); unknown counts as yes."""
+    try:
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    except AttributeError:  # private helpers: if they go, leave autocast alone
+        return True
+
+
+def emulated_bf16_autocast(x: Tensor) -> bool:
+    """Whether x would go through bfloat16 CPU autocast on a CPU that only emulates bfloat16."""
+    return (
+        x.device.type == "cpu"
+        and torch.is_autocast_enabled("cpu")
+        and torch.get_autocast_dtype("cpu") == torch.bfloat16
+        and not cpu_has_bf16()
+    )

@@ -11,7 +11,6 @@ What each network predicts (noise, x0 or v) is the diffusion process's business,
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from monet.errors import ConfigError
+from monet.nets.common import emulated_bf16_autocast
 
 
 def check_divisible_size(name: str, image_size: int, factor: int) -> None:
@@ -384,25 +384,6 @@ class Upsample(nn.Module):
         out = y.as_strided((b, h, 2, w, 2, o), (s_b, s_h, s_h + 2 * o, s_w, s_w + o, 1))
         out = out.reshape(b, 2 * h, 2 * w, o)  # (B, 2H, 2W, O)
         return tokens_to_image(out)  # (B, O, 2H, 2W)
-
-
-@functools.cache
-def cpu_has_bf16() -> bool:
-    """Whether this CPU has bfloat16 units (AVX512-BF16 or AMX); unknown counts as yes."""
-    try:
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    except AttributeError:  # private helpers: if they go, leave autocast alone
-        return True
-
-
-def emulated_bf16_autocast(x: Tensor) -> bool:
-    """Whether x would go through bfloat16 CPU autocast on a CPU that only emulates bfloat16."""
-    return (
-        x.device.type == "cpu"
-        and torch.is_autocast_enabled("cpu")
-        and torch.get_autocast_dtype("cpu") == torch.bfloat16
-        and not cpu_has_bf16()
-    )
 
 
 def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
