@@ -40,6 +40,10 @@ CONFIGS = ("wgan_gp", "dcgan", "ddpm_unet_linear", "ddpm_attn_linear", "ddpm_lib
 PRECISIONS = ("32-true", "bf16-mixed")
 
 
+def device_of(args) -> torch.device:
+    return torch.device("cuda" if args.accelerator == "gpu" else args.accelerator)
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -196,7 +200,7 @@ def diffusion_step(m, optimizer, x0: torch.Tensor, i: int, autocast) -> None:
 def plain_rate(config: str, root: Path, precision: str, args) -> tuple[float, float]:
     """(steps/s, FLOPs per step) of a hand-written loop over the same batches."""
     model, dm = build(config, root, args)
-    device = torch.device("cuda" if args.accelerator == "gpu" else args.accelerator)
+    device = device_of(args)
     model.to(device).configure_model()
     dm.setup("fit")
     loader = dm.train_dataloader()
@@ -253,7 +257,7 @@ def main() -> None:
     keep_freed_memory()  # as `python -m monet` runs
     tmp = tempfile.TemporaryDirectory()
     root = data_root(Path(tmp.name))
-    device = torch.device("cuda" if args.accelerator == "gpu" else args.accelerator)
+    device = device_of(args)
     peaks = {
         p: matmul_peak(torch.float32 if p == "32-true" else torch.bfloat16, device)
         for p in args.precisions

@@ -33,17 +33,9 @@ class EvalMetrics(L.Callback):
         batch_size: int = 50,
         seed: int = 0,
     ) -> None:
-        self.every_n_epochs, self.num_samples, self.batch_size = (
-            every_n_epochs,
-            num_samples,
-            batch_size,
-        )
-        self.inception, self.inception_weights, self.swd, self.seed = (
-            inception,
-            inception_weights,
-            swd,
-            seed,
-        )
+        self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
+        self.batch_size, self.seed = batch_size, seed
+        self.inception, self.inception_weights, self.swd = inception, inception_weights, swd
         self.metrics = None
 
     def will_run(self, trainer: L.Trainer) -> bool:

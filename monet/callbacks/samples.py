@@ -30,12 +30,8 @@ class SampleGrid(L.Callback):
         seed: int = 1234,
         gif_ms_per_frame: int = 400,
     ) -> None:
-        self.every_n_epochs, self.num_samples, self.nrow, self.seed = (
-            every_n_epochs,
-            num_samples,
-            nrow,
-            seed,
-        )
+        self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
+        self.nrow, self.seed = nrow, seed
         self.gif_ms_per_frame = gif_ms_per_frame
         self.noise: torch.Tensor | None = None
         self.last_step: int | None = None  # global step of the newest grid

@@ -76,12 +76,8 @@ class GAN(GenerativeModule):
         self.save_hyperparameters(ignore=["generator", "critic"])
         self.generator = generator
         self.critic = spectral_norm_all(critic) if spectral_norm else critic
-        self.loss, self.n_critic, self.gp_weight, self.r1_gamma = (
-            loss,
-            n_critic,
-            gp_weight,
-            r1_gamma,
-        )
+        self.loss, self.n_critic = loss, n_critic
+        self.gp_weight, self.r1_gamma = gp_weight, r1_gamma
         self.lr, self.lr_critic, self.betas = lr, lr_critic or lr, tuple(betas)
         self.policy = parse_policy(diffaugment)
         self.ema_decay = ema_decay
