@@ -183,7 +183,7 @@ def gan_step(m: GAN, optimizers, real: torch.Tensor, i: int, autocast) -> None:
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        m.update_ema()
+        m.update_ema(len(real))
         m.critic.requires_grad_(True)
 
 
@@ -194,7 +194,7 @@ def diffusion_step(m, optimizer, x0: torch.Tensor, i: int, autocast) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
-    m.update_ema()
+    m.update_ema(len(x0))
 
 
 def plain_rate(config: str, root: Path, precision: str, args) -> tuple[float, float]:

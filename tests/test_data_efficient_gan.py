@@ -12,6 +12,7 @@ from monet.errors import ConfigError
 from monet.losses import r1_penalty
 from monet.metrics import diversity
 from monet.models import GAN
+from monet.models.ema import EMA
 from monet.nets import DCGANDiscriminator, DCGANGenerator, WGANCritic, WGANGenerator
 from monet.nets.common import spectral_norm_all
 
@@ -144,12 +145,19 @@ def test_spectral_norm_bounds_the_largest_singular_value():
 
 
 def test_ttur_gives_each_network_its_rate():
-    opt_g, opt_c = tiny_gan(lr=1e-4, lr_critic=4e-4).configure_optimizers()
+    model = tiny_gan(
+        optimizer=lambda p: torch.optim.Adam(p, lr=1e-4, betas=(0.5, 0.999)),
+        critic_optimizer=lambda p: torch.optim.Adam(p, lr=4e-4, betas=(0.5, 0.999)),
+    )
+    opt_g, opt_c = model.configure_optimizers()
     assert opt_g.param_groups[0]["lr"] == 1e-4 and opt_c.param_groups[0]["lr"] == 4e-4
+    assert opt_c.param_groups[0]["betas"] == (0.5, 0.999)
+    same = tiny_gan(optimizer=lambda p: torch.optim.SGD(p, lr=0.1)).configure_optimizers()
+    assert all(isinstance(opt, torch.optim.SGD) for opt in same)  # the critic's by default
 
 
 def test_ema_generator_differs_from_live_and_samples(kaggle_dir, tmp_path):
-    model = tiny_gan(n_critic=1, ema_decay=0.5)
+    model = tiny_gan(n_critic=1, ema=EMA(half_life=None, decay=0.5))
     fit(model, kaggle_dir, tmp_path, max_steps=6)
     live = torch.cat([p.flatten() for p in model.generator.parameters()])
     ema = torch.cat([p.flatten() for p in model.generator_ema.parameters()])

@@ -11,6 +11,7 @@ from monet.data import MonetDataModule
 from monet.diffusion import GaussianDiffusion, sample
 from monet.errors import ConfigError
 from monet.models import Diffusion
+from monet.models.ema import EMA
 from monet.nets import LibUnet
 
 
@@ -32,7 +33,7 @@ def fit(model, kaggle_dir, tmp_path, **kw):
 
 
 def test_ema_tracks_the_live_weights_and_is_used_for_sampling(kaggle_dir, tmp_path):
-    model = tiny(ema_decay=0.9)
+    model = tiny(ema=EMA(half_life=None, decay=0.9))
     fit(model, kaggle_dir, tmp_path, enable_checkpointing=False)
     live = torch.cat([p.flatten() for p in model.denoiser.parameters()])
     ema = torch.cat([p.flatten() for p in model.ema.parameters()])
@@ -78,7 +79,7 @@ def test_ema_weights_and_warmup_state_are_in_the_checkpoint(kaggle_dir, tmp_path
 
 
 def test_without_ema_the_live_network_samples(kaggle_dir, tmp_path):
-    model = tiny(ema_decay=None)
+    model = tiny(ema=None)
     fit(model, kaggle_dir, tmp_path, enable_checkpointing=False)
     assert model.ema is None and model.sampling_net is model.denoiser
 

@@ -36,7 +36,7 @@ def fit(model, kaggle_dir, tmp_path, max_steps):
 
 
 def diffusion(poison: int, limit: int = 10) -> Diffusion:
-    model = Diffusion(Poisoned(poison), GaussianDiffusion(timesteps=10), ema_decay=None)
+    model = Diffusion(Poisoned(poison), GaussianDiffusion(timesteps=10), ema=None)
     model.max_nonfinite_steps = limit
     return model
 

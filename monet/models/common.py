@@ -11,7 +11,6 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch import nn
 
 from monet.callbacks.rundir import run_dir
 from monet.errors import ConfigError, MonetError
@@ -148,19 +147,6 @@ class GenerativeModule(L.LightningModule):
                 "rate, use --trainer.precision 32, or resume from that file with --ckpt_path."
             )
         return False
-
-
-@torch.no_grad()
-def update_ema_(ema: nn.Module, live: nn.Module, decay: float, updates: int) -> None:
-    """One EMA step of `ema` towards `live`, after `updates` steps so far (this one included).
-
-    A warm-up, min(decay, (1 + n) / (10 + n)), keeps the early average from holding on to the
-    random initial weights; buffers (BatchNorm statistics) are copied, not averaged.
-    """
-    decay = min(decay, (1 + updates) / (10 + updates))
-    torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - decay)
-    for ema_buf, buf in zip(ema.buffers(), live.buffers()):
-        ema_buf.copy_(buf)
 
 
 def check_sizes(module: L.LightningModule, *names: str) -> None:

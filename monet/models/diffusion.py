@@ -10,7 +10,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from monet.diffusion import GaussianDiffusion, sample
-from monet.models.common import GenerativeModule, update_ema_
+from monet.errors import ConfigError
+from monet.models.common import GenerativeModule
+from monet.models.ema import EMA, update_ema_
 
 
 class Diffusion(GenerativeModule):
@@ -27,7 +29,8 @@ class Diffusion(GenerativeModule):
         sampling_steps: DDIM's step count (ignored by DDPM).
         eta: DDIM's noise scale: 0 is deterministic, 1 is DDPM-like.
         sample_batch_size: images denoised at a time when sampling.
-        ema_decay: decay of the EMA copy of the denoiser; null turns EMA off.
+        ema: how the EMA copy of the denoiser that samples follows it (a half-life in
+            images, or the library's per-update decay and cadence); null turns EMA off.
         optimizer: the optimizer, from the YAML (class_path + init_args).
         lr_scheduler: an optional LR schedule, stepped every optimizer step.
         channels_last: NHWC memory format for the networks and batches.
@@ -45,7 +48,7 @@ class Diffusion(GenerativeModule):
         sampling_steps: int | None = None,
         eta: float = 0.0,
         sample_batch_size: int = 64,
-        ema_decay: float | None = 0.995,
+        ema: EMA | None = EMA(half_life=2_000, rampup=None),
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = False,
@@ -58,9 +61,15 @@ class Diffusion(GenerativeModule):
         self.process = process if process is not None else GaussianDiffusion()
         self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta
         self.sample_batch_size = sample_batch_size
-        self.ema_decay = ema_decay
-        self.ema = copy.deepcopy(denoiser).requires_grad_(False) if ema_decay else None
-        self.ema_updates = 0  # saved in checkpoints: the EMA warm-up resumes where it was
+        if ema is not None and ema.buffers == "standing":
+            raise ConfigError(
+                "model ema.buffers=standing is for GAN generators (noise in, image out); a "
+                "denoiser averages its BatchNorm statistics: use ema.buffers=average."
+            )
+        self.ema_config = ema
+        self.ema = copy.deepcopy(denoiser).requires_grad_(False) if ema else None
+        self.ema_updates = 0  # optimizer steps, the EMA's clock: saved in checkpoints
+        self.batch_size = 1  # images per device in the latest training batch
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
 
     # -- sampling interface used by callbacks ---------------------------------------------------
@@ -106,6 +115,7 @@ class Diffusion(GenerativeModule):
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
     def training_step(self, x0: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+        self.batch_size = len(x0)
         loss = self.process.loss(self.denoiser, x0)
         if not self.finite(loss):
             return None  # Lightning skips backward and the optimizer step
@@ -122,9 +132,15 @@ class Diffusion(GenerativeModule):
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
-        self.update_ema()  # once per optimizer step, whatever the gradient accumulation
+        self.update_ema(self.batch_size)  # once per optimizer step, whatever the accumulation
 
-    def update_ema(self) -> None:
-        if self.ema is not None:
-            self.ema_updates += 1
-            update_ema_(self.ema, self.denoiser, self.ema_decay, self.ema_updates)
+    def update_ema(self, batch_size: int) -> None:
+        """One optimizer step of the EMA clock; `batch_size` images per device and batch."""
+        if self.ema is None:
+            return
+        self.ema_updates += 1
+        trainer = self._trainer
+        per_step = batch_size * (trainer.world_size * trainer.accumulate_grad_batches if trainer else 1)
+        beta = self.ema_config.beta(self.ema_updates, per_step)
+        if beta is not None:
+            update_ema_(self.ema, self.denoiser, beta, self.ema_config.buffers)

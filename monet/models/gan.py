@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from monet.diffaugment import diff_augment, parse_policy
@@ -12,7 +14,8 @@ from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
-from monet.models.common import GenerativeModule, update_ema_
+from monet.models.common import GenerativeModule
+from monet.models.ema import EMA, standing_stats_, update_ema_
 from monet.nets.common import spectral_norm_all
 
 
@@ -31,12 +34,16 @@ class GAN(GenerativeModule):
         n_critic: critic steps per generator step.
         gp_weight: weight of the gradient penalty (0 turns it off).
         r1_gamma: R1 penalty weight on real images (Mescheder et al. 2018); 0 turns it off.
-        lr: Adam learning rate of the generator (and of the critic unless `lr_critic`).
-        lr_critic: the critic's own rate (two time-scale update rule, Heusel et al. 2017).
-        betas: Adam betas.
+        optimizer: the generator's optimizer, from the YAML (class_path + init_args); by
+            default Adam(lr 1e-4, betas (0, 0.9)), the report's WGAN-GP.
+        critic_optimizer: the critic's optimizer; by default the generator's (a higher lr here
+            is the two time-scale update rule, Heusel et al. 2017).
+        lr_scheduler: an optional LR schedule, one per optimizer, stepped at every generator
+            step (so both follow the same clock whatever `n_critic`).
         diffaugment: DiffAugment policy, e.g. ``color,translation,cutout``; null is off.
         spectral_norm: spectral normalisation on every critic layer (Miyato et al. 2018).
-        ema_decay: decay of an EMA copy of the generator that samples; null is off.
+        ema: an EMA copy of the generator that samples (half-life in images, BatchNorm
+            statistics of its own); null is off.
         diversity_samples: images in the per-epoch collapse signal (0 turns it off).
         channels_last: NHWC memory format for the networks and batches.
         compile: `torch.compile` the networks (in place; checkpoints keep their keys).
@@ -54,12 +61,12 @@ class GAN(GenerativeModule):
         n_critic: int = 5,
         gp_weight: float = 10.0,
         r1_gamma: float = 0.0,
-        lr: float = 1e-4,
-        lr_critic: float | None = None,
-        betas: tuple[float, float] = (0.0, 0.9),
+        optimizer: OptimizerCallable | None = None,
+        critic_optimizer: OptimizerCallable | None = None,
+        lr_scheduler: LRSchedulerCallable | None = None,
         diffaugment: str | None = None,
         spectral_norm: bool = False,
-        ema_decay: float | None = None,
+        ema: EMA | None = None,
         diversity_samples: int = 64,
         channels_last: bool = False,
         compile: bool = False,
@@ -73,19 +80,23 @@ class GAN(GenerativeModule):
             )
         if n_critic < 1:
             raise ConfigError(f"model n_critic={n_critic} must be at least 1.")
-        self.save_hyperparameters(ignore=["generator", "critic"])
+        self.save_hyperparameters(
+            ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler"]
+        )
         self.generator = generator
         self.critic = spectral_norm_all(critic) if spectral_norm else critic
         self.loss, self.n_critic = loss, n_critic
         self.gp_weight, self.r1_gamma = gp_weight, r1_gamma
-        self.lr, self.lr_critic, self.betas = lr, lr_critic or lr, tuple(betas)
+        self.optimizer, self.critic_optimizer = optimizer, critic_optimizer or optimizer
+        self.lr_scheduler = lr_scheduler
         self.policy = parse_policy(diffaugment)
-        self.ema_decay = ema_decay
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema_decay else None
+        self.ema = ema
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema else None
+        self._standing_at: int | None = None  # ema_updates the standing statistics belong to
         self.diversity_samples = diversity_samples
         self.automatic_optimization = False
         self.critic_steps = 0  # saved in checkpoints: the n_critic cycle survives a resume
-        self.ema_updates = 0
+        self.ema_updates = 0  # generator steps (the EMA's clock)
         self._real_sample: torch.Tensor | None = None
 
     def compilable(self) -> tuple[str, ...]:
@@ -96,8 +107,18 @@ class GAN(GenerativeModule):
     # -- sampling interface used by callbacks ---------------------------------------------------
     @property
     def sampling_net(self) -> nn.Module:
-        """The generator that samples: the EMA copy when there is one."""
-        return self.generator_ema if self.generator_ema is not None else self.generator
+        """The generator that samples: the EMA copy when there is one, with BatchNorm
+        statistics recomputed for its weights when `ema.buffers` is ``standing``."""
+        net = self.generator_ema
+        if net is None:
+            return self.generator
+        if self.ema.buffers == "standing" and self._standing_at != self.ema_updates:
+            standing_stats_(net, self.standing_noise, self.ema.standing_batches)
+            self._standing_at = self.ema_updates
+        return net
+
+    def standing_noise(self, generator: torch.Generator) -> torch.Tensor:
+        return self.sample_noise(64, generator=generator).to(self.device)
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.generator.latent_dim, generator=generator)
@@ -109,10 +130,16 @@ class GAN(GenerativeModule):
             return net(noise.to(self.device)).float()
 
     # -- training ---------------------------------------------------------------------------------
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=self.lr, betas=self.betas)
-        opt_c = torch.optim.Adam(self.critic.parameters(), lr=self.lr_critic, betas=self.betas)
-        return [opt_g, opt_c]
+    def configure_optimizers(self) -> Any:
+        def build(make: OptimizerCallable | None, net: nn.Module) -> torch.optim.Optimizer:
+            if make is None:
+                return torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.0, 0.9))
+            return make(net.parameters())
+
+        optimizers = [build(self.optimizer, self.generator), build(self.critic_optimizer, self.critic)]
+        if self.lr_scheduler is None:
+            return optimizers
+        return optimizers, [self.lr_scheduler(opt) for opt in optimizers]
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
         """DiffAugment, the same policy for real and fake images, in both steps."""
@@ -155,7 +182,9 @@ class GAN(GenerativeModule):
                 opt_g.zero_grad(set_to_none=True)
                 self.backward_outside_autocast(loss_g)
                 opt_g.step()
-                self.update_ema()
+                self.update_ema(len(real))
+                for scheduler in self.lr_schedulers() or []:
+                    scheduler.step()
                 self.log("train/gen_loss", loss_g.detach(), prog_bar=True)
             self.untoggle_optimizer(opt_g)
 
@@ -170,10 +199,15 @@ class GAN(GenerativeModule):
         with torch.autocast(self.device.type, enabled=False):
             self.manual_backward(loss)
 
-    def update_ema(self) -> None:
-        if self.generator_ema is not None:
-            self.ema_updates += 1
-            update_ema_(self.generator_ema, self.generator, self.ema_decay, self.ema_updates)
+    def update_ema(self, batch_size: int) -> None:
+        """One generator step of the EMA clock; `batch_size` images per device."""
+        if self.generator_ema is None:
+            return
+        self.ema_updates += 1
+        world = self._trainer.world_size if self._trainer is not None else 1
+        beta = self.ema.beta(self.ema_updates, batch_size * world)
+        if beta is not None:
+            update_ema_(self.generator_ema, self.generator, beta, self.ema.buffers)
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> None:
         gen = torch.Generator().manual_seed(batch_idx)  # the training RNG stream stays untouched
