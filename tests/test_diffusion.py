@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+import yaml
+from conftest import CONFIGS
 from torch import nn
 
 from monet.diffusion import (
@@ -16,6 +18,7 @@ from monet.diffusion import (
     ddpm_sample,
     linear_betas,
     make_betas,
+    rescale_zero_terminal_snr,
     sample,
     sigmoid_betas,
 )
@@ -31,7 +34,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_linear_endpoints_and_spacing():
-    betas = linear_betas(1000)
+    betas = linear_betas(1000)  # at T = 1000 the 1000 / T scale is 1: Ho et al.'s schedule
     assert betas.dtype == torch.float64 and betas.shape == (1000,)
     assert betas[0].item() == pytest.approx(1e-4, abs=1e-15)
     assert betas[-1].item() == pytest.approx(0.02, abs=1e-15)
@@ -39,6 +42,47 @@ def test_linear_endpoints_and_spacing():
     torch.testing.assert_close(
         steps, torch.full_like(steps, (0.02 - 1e-4) / 999), rtol=1e-9, atol=0
     )
+
+
+def test_linear_betas_scale_by_1000_over_T_and_reach_noise():
+    # improved-diffusion's rule: endpoints times 1000 / T, so alpha-bar_T is ~4e-5 at any T.
+    betas = linear_betas(300)
+    assert betas[0].item() == pytest.approx(1e-4 * 1000 / 300, rel=1e-12)
+    assert betas[-1].item() == pytest.approx(0.02 * 1000 / 300, rel=1e-12)
+    assert torch.cumprod(1 - betas, 0)[-1] < 1e-4
+    # The report's unscaled schedule is still there, and at T = 300 it does not reach noise.
+    unscaled = make_betas("linear_unscaled", 300)
+    torch.testing.assert_close(unscaled, linear_betas(300, scale=False))
+    assert unscaled[-1].item() == pytest.approx(0.02) and torch.cumprod(1 - unscaled, 0)[-1] > 0.04
+    assert linear_betas(10).max() == 0.999  # scaled past 1 below T = 20: clipped
+
+
+@pytest.mark.parametrize("name", ["linear", "cosine", "sigmoid", "linear_unscaled"])
+def test_zero_terminal_snr_rescaling_is_lin_et_al_algorithm_1(name):
+    betas = make_betas(name, 300)
+    rescaled = rescale_zero_terminal_snr(betas)
+    assert rescaled.dtype == torch.float64 and rescaled[-1] == 1
+    assert (rescaled > 0).all() and (rescaled <= 1).all()
+    root, new_root = (torch.cumprod(1 - b, 0).sqrt() for b in (betas, rescaled))
+    # sqrt(alpha-bar) shifted to end at 0 and scaled to keep its first value.
+    expected = (root - root[-1]) * root[0] / (root[0] - root[-1])
+    torch.testing.assert_close(new_root, expected, rtol=1e-10, atol=1e-12)
+    assert new_root[0].item() == pytest.approx(root[0].item(), rel=1e-12) and new_root[-1] == 0
+
+
+def model_of(config) -> dict:
+    return yaml.safe_load(config.read_text())["model"]
+
+
+DIFFUSION_CONFIGS = [c for c in CONFIGS if model_of(c)["class_path"] == "monet.models.Diffusion"]
+
+
+@pytest.mark.parametrize("config", DIFFUSION_CONFIGS, ids=[c.stem for c in DIFFUSION_CONFIGS])
+def test_every_diffusion_config_reaches_noise(config):
+    # Sampling starts from pure noise: the last training step must be noise too (alpha-bar_T).
+    process_args = model_of(config)["init_args"]["process"].get("init_args", {})
+    process = GaussianDiffusion(**process_args)
+    assert process.alphas_cumprod64[-1] < 1e-3, f"{config.name}: alpha-bar_T too large"
 
 
 def test_cosine_alpha_bar_is_f_ratio_where_unclipped():
@@ -89,7 +133,10 @@ def test_make_betas_names_the_bad_schedule_and_the_good_ones():
 
 def alpha_bar(process: GaussianDiffusion) -> torch.Tensor:
     """alpha-bar computed here from the schedule, independently of the process's buffers."""
-    return torch.cumprod(1 - make_betas(process.schedule, process.timesteps), 0)
+    betas = make_betas(process.schedule, process.timesteps)
+    if process.zero_terminal_snr:
+        betas = rescale_zero_terminal_snr(betas)
+    return torch.cumprod(1 - betas, 0)
 
 
 def oracle(process: GaussianDiffusion, x0: torch.Tensor) -> nn.Module:
@@ -209,6 +256,64 @@ def test_min_snr_weights_per_objective():
 
 
 @pytest.mark.parametrize("objective", OBJECTIVES)
+@pytest.mark.parametrize("loss", ["l1", "l2"])
+def test_eps_equivalent_weight_makes_every_loss_the_eps_loss(objective, loss):
+    # For a fixed wrong x0 estimate, the weighted loss of every objective is the eps loss of the
+    # same estimate; with L2 the weights are lucidrains' 1, SNR and SNR / (SNR + 1).
+    T = 100
+    torch.manual_seed(0)
+    x0 = torch.rand(5, 3, 4, 4) * 2 - 1
+    x0_hat = x0 + 0.1 * torch.randn_like(x0)
+    t, noise = torch.tensor([0, 5, 30, 60, 99]), torch.randn_like(x0)
+    ab = torch.cumprod(1 - make_betas("cosine", T), 0)
+    a, s = (v[t].view(-1, 1, 1, 1).float() for v in (ab.sqrt(), (1 - ab).sqrt()))
+    x_t = a * x0 + s * noise
+    eps_hat = (x_t - a * x0_hat) / s
+    out = {"eps": eps_hat, "x0": x0_hat, "v": a * eps_hat - s * x0_hat}[objective]
+    err = (eps_hat - noise).abs() if loss == "l1" else (eps_hat - noise).square()
+    expected = err.flatten(1).mean(1).mean()
+
+    class Fixed(nn.Module):
+        def forward(self, x, t):
+            return out
+
+    p = GaussianDiffusion("cosine", T, objective, loss, loss_weight="eps_equivalent")
+    assert p.loss(Fixed(), x0, t, noise).item() == pytest.approx(expected.item(), rel=1e-4)
+    snr = ab / (1 - ab)
+    library = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}[objective]
+    closed = library if loss == "l2" else library.sqrt()
+    torch.testing.assert_close(p.loss_weight, closed.float(), rtol=1e-5, atol=0)
+    assert (GaussianDiffusion("cosine", T, objective, loss).loss_weight == 1).all()
+
+
+@pytest.mark.parametrize("objective", ["x0", "v"])
+def test_zero_terminal_snr_stays_finite(objective):
+    T = 50
+    p = GaussianDiffusion("linear", T, objective, "l2", zero_terminal_snr=True)
+    assert p.alphas_cumprod[-1] == 0 and p.snr[-1] == 0 and p.betas[-1] == 1
+    eps_only = {"sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod"}  # inf at T
+    for name, buffer in p.named_buffers():
+        assert name in eps_only or torch.isfinite(buffer).all(), name
+    torch.manual_seed(0)
+    x0 = torch.rand(3, 3, 8, 8) * 1.8 - 0.9
+    t = torch.tensor([0, T // 2, T - 1])
+    assert p.loss(oracle(p, x0), x0, t).item() < 1e-5
+    net, x_T = TinyDenoiser(), torch.randn_like(x0)
+    assert torch.isfinite(p.loss(net, x0, t))
+    for kwargs in ({"min_snr_gamma": 5.0}, {"loss_weight": "eps_equivalent"}):
+        w = GaussianDiffusion("linear", T, objective, zero_terminal_snr=True, **kwargs).loss_weight
+        assert torch.isfinite(w).all() and w[-1] == 0  # SNR = 0 at T
+    x0_hat, eps_hat = p.model_predictions(net, x_T, t.new_full((3,), T - 1))
+    torch.testing.assert_close(eps_hat, x_T)  # pure noise at T: eps is x_T itself
+    assert torch.isfinite(x0_hat).all()
+    for sampler, steps, eta in [("ddpm", None, 0.0), ("ddim", 10, 0.0), ("ddim", 1, 1.0)]:
+        torch.testing.assert_close(
+            sample(p, oracle(p, x0), x_T, sampler, steps, eta), x0, rtol=0, atol=1e-5
+        )
+        assert torch.isfinite(sample(p, net, x_T, sampler, steps, eta)).all()
+
+
+@pytest.mark.parametrize("objective", OBJECTIVES)
 def test_model_predictions_convert_every_objective(objective):
     p = GaussianDiffusion("linear", 100, objective)
     torch.manual_seed(0)
@@ -216,7 +321,8 @@ def test_model_predictions_convert_every_objective(objective):
     t = torch.tensor([0, 20, 70, 99])
     x_t = p.q_sample(x0, t, noise)
     x0_hat, eps_hat = p.model_predictions(oracle(p, x0), x_t, t, clip=False)
-    torch.testing.assert_close(x0_hat, x0, rtol=0, atol=2e-5)
+    # x0 from eps divides float32 rounding by sqrt(alpha-bar_T) = 0.005 at t = T - 1.
+    torch.testing.assert_close(x0_hat, x0, rtol=0, atol=1e-4 if objective == "eps" else 2e-5)
     torch.testing.assert_close(eps_hat, noise, rtol=0, atol=2e-4)
 
 
@@ -241,6 +347,10 @@ def test_process_options_are_validated():
         GaussianDiffusion(loss="huber")
     with pytest.raises(ValueError, match="min_snr_gamma=0"):
         GaussianDiffusion(min_snr_gamma=0)
+    with pytest.raises(ConfigError, match="loss_weight 'snr'.*'uniform' or 'eps_equivalent'"):
+        GaussianDiffusion(loss_weight="snr")
+    with pytest.raises(ConfigError, match="zero_terminal_snr.*'eps'.*objective: v"):
+        GaussianDiffusion(objective="eps", zero_terminal_snr=True)
     with pytest.raises(ConfigError, match="schedule 'quadratic'"):
         GaussianDiffusion(schedule="quadratic")
 

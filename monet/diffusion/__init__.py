@@ -11,6 +11,7 @@ from monet.diffusion.schedules import (
     cosine_betas,
     linear_betas,
     make_betas,
+    rescale_zero_terminal_snr,
     sigmoid_betas,
 )
 
@@ -25,6 +26,7 @@ __all__ = [
     "extract",
     "linear_betas",
     "make_betas",
+    "rescale_zero_terminal_snr",
     "sample",
     "sigmoid_betas",
 ]

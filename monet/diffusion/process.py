@@ -10,11 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from monet.diffusion.schedules import make_betas
+from monet.diffusion.schedules import make_betas, rescale_zero_terminal_snr
 from monet.errors import ConfigError
 
 OBJECTIVES = ("eps", "x0", "v")
 LOSSES = ("l1", "l2")
+LOSS_WEIGHTS = ("uniform", "eps_equivalent")
 
 
 def extract(coefs: Tensor, t: Tensor, ndim: int = 4) -> Tensor:
@@ -27,7 +28,19 @@ class GaussianDiffusion(nn.Module):
 
     `objective` is what the network predicts: the noise ("eps", Ho et al. 2020), the clean image
     ("x0") or the velocity ("v", Salimans & Ho 2022). `loss` is "l1" (the report's) or "l2".
-    `min_snr_gamma` turns on Min-SNR-γ loss weighting (Hang et al. 2023); 5 is the paper's value.
+
+    `loss_weight` weights the loss per step: "uniform" (1, Ho et al.'s simple loss) or
+    "eps_equivalent", which makes every objective's loss equal to the eps loss of the same
+    prediction: 1 for eps, SNR for x0 and SNR / (SNR + 1) for v with "l2" (x_t = a x0 + s eps
+    gives |eps error|² = SNR |x0 error|² = SNR / (SNR + 1) |v error|²), their square roots
+    with "l1". With "l2" it is lucidrains' denoising-diffusion-pytorch default (its
+    `min_snr_loss_weight=False`). `min_snr_gamma` turns on Min-SNR-γ weighting instead (Hang et
+    al. 2023; 5 is the paper's value): the "l2" eps-equivalent weight times min(SNR, γ) / SNR.
+
+    `zero_terminal_snr` rescales the schedule so alpha-bar_T = 0 (Lin et al. 2024, Algorithm 1,
+    `rescale_zero_terminal_snr`): training then sees the pure noise sampling starts from. At
+    t = T the eps target is x_T itself and says nothing of x0 (x0 from eps is 0 / 0), so it needs
+    the "v" (Lin et al.'s) or "x0" objective; there the SNR and the x0 and v weights above are 0.
     """
 
     def __init__(
@@ -37,6 +50,8 @@ class GaussianDiffusion(nn.Module):
         objective: str = "eps",
         loss: str = "l1",
         min_snr_gamma: float | None = None,
+        loss_weight: str = "uniform",
+        zero_terminal_snr: bool = False,
     ) -> None:
         super().__init__()
         if objective not in OBJECTIVES:
@@ -51,23 +66,40 @@ class GaussianDiffusion(nn.Module):
                 f"min_snr_gamma={min_snr_gamma!r} must be positive (5 in Hang et al. 2023), "
                 "or null to turn the weighting off."
             )
+        if loss_weight not in LOSS_WEIGHTS:
+            raise ConfigError(
+                f"unknown diffusion loss_weight {loss_weight!r}: use 'uniform' or 'eps_equivalent'."
+            )
+        if zero_terminal_snr and objective == "eps":
+            raise ConfigError(
+                "zero_terminal_snr=true with objective 'eps': at alpha-bar_T = 0 the input is pure "
+                "noise, eps is x_T itself and x0 cannot be derived from it (Lin et al. 2024). Use "
+                "objective: v (or x0), or zero_terminal_snr: false."
+            )
         self.schedule, self.timesteps = schedule, timesteps
         self.objective, self.loss_type, self.min_snr_gamma = objective, loss, min_snr_gamma
+        self.loss_weighting, self.zero_terminal_snr = loss_weight, zero_terminal_snr
 
         betas = make_betas(schedule, timesteps)  # float64, (T,)
+        if zero_terminal_snr:
+            betas = rescale_zero_terminal_snr(betas)  # beta_T = 1, alpha-bar_T = 0
         alphas = 1 - betas
         alphas_cumprod = torch.cumprod(alphas, dim=0)
         alphas_cumprod_prev = F.pad(alphas_cumprod[:-1], (1, 0), value=1.0)
         # Ho et al. 2020, Eq. 7: the posterior q(x_{t-1} | x_t, x_0) = N(mean, beta-tilde_t).
         posterior_variance = betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)
-        snr = alphas_cumprod / (1 - alphas_cumprod)
-        if min_snr_gamma is None:
-            loss_weight = torch.ones_like(snr)
-        else:
+        snr = alphas_cumprod / (1 - alphas_cumprod)  # 0 at t = T with zero_terminal_snr
+        if min_snr_gamma is not None:
             # Hang et al. 2023, Eq. 9 and Sec. 3.4: min(SNR, γ) is the weight of an x0 loss; an
             # eps loss already carries a factor SNR and a v loss a factor SNR + 1.
             clipped = snr.clamp(max=min_snr_gamma)
-            loss_weight = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}[objective]
+            weight = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}[objective]
+        elif loss_weight == "eps_equivalent":
+            weight = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}[objective]
+            if loss == "l1":  # |eps error| = sqrt(SNR) |x0 error| = sqrt(SNR / (SNR + 1)) |v error|
+                weight = weight.sqrt()
+        else:
+            weight = torch.ones_like(snr)
 
         coefs = {
             "betas": betas,
@@ -88,7 +120,7 @@ class GaussianDiffusion(nn.Module):
             * alphas.sqrt()
             / (1 - alphas_cumprod),
             "snr": snr,
-            "loss_weight": loss_weight,
+            "loss_weight": weight,
         }
         for name, value in coefs.items():
             # Derived from the config, so kept out of checkpoints.
@@ -138,23 +170,21 @@ class GaussianDiffusion(nn.Module):
         diff = out - self.target(x0, t, noise).float()
         err = diff.abs() if self.loss_type == "l1" else diff.square()
         per_sample = err.flatten(1).mean(dim=1)  # (B,)
-        if self.min_snr_gamma is not None:
-            per_sample = per_sample * self.loss_weight[t]
-        return per_sample.mean()
+        return (per_sample * self.loss_weight[t]).mean()
 
     # Reverse process ------------------------------------------------------------------------
 
     def predict_x0_from_eps(self, x_t: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-        # Ho et al. 2020, Eq. 4 solved for x_0.
+        # Ho et al. 2020, Eq. 4 solved for x_0; only for objective eps, refused at alpha-bar_T = 0.
         return (
             extract(self.sqrt_recip_alphas_cumprod, t, x_t.ndim) * x_t
             - extract(self.sqrt_recipm1_alphas_cumprod, t, x_t.ndim) * eps
         )
 
     def predict_eps_from_x0(self, x_t: Tensor, t: Tensor, x0: Tensor) -> Tensor:
-        # Ho et al. 2020, Eq. 4 solved for eps.
-        return (extract(self.sqrt_recip_alphas_cumprod, t, x_t.ndim) * x_t - x0) / extract(
-            self.sqrt_recipm1_alphas_cumprod, t, x_t.ndim
+        # Ho et al. 2020, Eq. 4 solved for eps; finite at alpha-bar_T = 0 (eps = x_t there).
+        return (x_t - extract(self.sqrt_alphas_cumprod, t, x_t.ndim) * x0) / extract(
+            self.sqrt_one_minus_alphas_cumprod, t, x_t.ndim
         )
 
     def model_predictions(
@@ -198,5 +228,6 @@ class GaussianDiffusion(nn.Module):
         return (
             f"schedule={self.schedule!r}, timesteps={self.timesteps}, "
             f"objective={self.objective!r}, loss={self.loss_type!r}, "
-            f"min_snr_gamma={self.min_snr_gamma}"
+            f"min_snr_gamma={self.min_snr_gamma}, loss_weight={self.loss_weighting!r}, "
+            f"zero_terminal_snr={self.zero_terminal_snr}"
         )

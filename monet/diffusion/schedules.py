@@ -7,6 +7,7 @@ products and ratios of betas near 0 and 1 lose digits in float32.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -14,11 +15,27 @@ from torch import Tensor
 from monet.errors import ConfigError
 
 
-def linear_betas(timesteps: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> Tensor:
-    """Betas rising linearly from `beta_start` to `beta_end` (the report's linear schedule)."""
+def linear_betas(
+    timesteps: int,
+    beta_start: float = 1e-4,
+    beta_end: float = 0.02,
+    scale: bool = True,
+    max_beta: float = 0.999,
+) -> Tensor:
+    """Betas rising linearly from `beta_start` to `beta_end`, times 1000 / T with `scale`.
+
+    Ho et al.'s endpoints were chosen for T = 1000 (alpha-bar_T = 4e-5); unscaled at the report's
+    T = 300 they end at alpha-bar_T = 0.048, so the last step still holds 22% of the image while
+    sampling starts from pure noise. Scaling both endpoints by 1000 / T (Nichol & Dhariwal 2021,
+    improved-diffusion's `get_named_beta_schedule`) reaches noise at any T (alpha-bar_T = 3e-5 at
+    T = 300). At T <= 20 the last scaled betas reach 1 and are clipped at `max_beta`. The report's
+    unscaled schedule is `scale=False`, the schedule "linear_unscaled" in a config.
+    """
     _check_timesteps(timesteps)
+    factor = 1000 / timesteps if scale else 1.0
     # Ho et al. 2020, Sec. 4: beta_1 = 1e-4 ... beta_T = 0.02, linearly spaced, T = 1000.
-    return torch.linspace(beta_start, beta_end, timesteps, dtype=torch.float64)
+    betas = torch.linspace(beta_start * factor, beta_end * factor, timesteps, dtype=torch.float64)
+    return betas.clamp(max=max_beta)
 
 
 def cosine_betas(timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> Tensor:
@@ -51,7 +68,27 @@ def sigmoid_betas(
     return betas.clamp(max=max_beta)
 
 
-SCHEDULES = {"linear": linear_betas, "cosine": cosine_betas, "sigmoid": sigmoid_betas}
+def rescale_zero_terminal_snr(betas: Tensor) -> Tensor:
+    """The betas whose sqrt(alpha-bar) is shifted and scaled to end at 0 and start unchanged.
+
+    Lin et al. 2024, "Common diffusion noise schedules and sample steps are flawed", Algorithm 1:
+    alpha-bar_T = 0 (zero terminal SNR), so training sees the pure noise sampling starts from.
+    The last beta is 1; an eps objective is then ill-posed at t = T (see `GaussianDiffusion`).
+    """
+    sqrt_ab = torch.cumprod(1 - betas.double(), dim=0).sqrt()
+    first, last = sqrt_ab[0], sqrt_ab[-1]
+    sqrt_ab = (sqrt_ab - last) * first / (first - last)
+    alphas_cumprod = sqrt_ab.square()
+    alphas = torch.cat([alphas_cumprod[:1], alphas_cumprod[1:] / alphas_cumprod[:-1]])
+    return 1 - alphas
+
+
+SCHEDULES = {
+    "linear": linear_betas,
+    "cosine": cosine_betas,
+    "sigmoid": sigmoid_betas,
+    "linear_unscaled": partial(linear_betas, scale=False),  # the report's, T = 1000 endpoints
+}
 
 
 def make_betas(name: str, timesteps: int) -> Tensor:

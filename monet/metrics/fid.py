@@ -132,7 +132,12 @@ class _FID(FrechetInceptionDistance):
 
 
 class _KID(KernelInceptionDistance):
-    """torchmetrics KID whose subset size shrinks to the images seen, with a seeded sampler."""
+    """torchmetrics KID whose subsets are at most half the images seen, with a seeded sampler.
+
+    The subset size is min(`max_subset_size`, n_real // 2, n_fake // 2), at least 2. KID's
+    mean and std are over random subsets (Bińkowski et al. 2018); a subset as large as the set
+    (300 paintings, 300 samples) is the whole set every time, and the std is always 0.
+    """
 
     def __init__(self, max_subset_size: int, seed: int, **kwargs) -> None:
         super().__init__(subset_size=max_subset_size, **kwargs)
@@ -143,7 +148,7 @@ class _KID(KernelInceptionDistance):
         # Runs after the DDP sync, so the counts are the global ones.
         n_real, n_fake = len(_cat(self.real_features)), len(_cat(self.fake_features))
         _check_counts("KID", n_real, n_fake)
-        self.subset_size = min(self.max_subset_size, n_real, n_fake)
+        self.subset_size = max(2, min(self.max_subset_size, n_real // 2, n_fake // 2))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)  # the same subsets every epoch and on every rank
             return super().compute()
@@ -175,8 +180,10 @@ class GenerativeMetrics(nn.Module):
 
     `update(images, real)` takes (B, 3, H, W) floats in [-1, 1]; `compute()` returns a dict with
     the keys of the enabled metrics: fid, kid_mean, kid_std, mifid. `reset()` clears the
-    generated images only. The weights are resolved at construction (see
-    `resolve_inception_weights`), so a missing file stops a run at startup.
+    generated images only. KID averages `kid_subsets` random subsets of `kid_subset_size`
+    images, or of half the smaller set if that is fewer (so `kid_std` measures a spread). The
+    weights are resolved at construction (see `resolve_inception_weights`), so a missing file
+    stops a run at startup.
 
     The Inception is kept out of `state_dict()` and `parameters()` (checkpoints stay small, DDP
     and optimizers never see it) but follows `.to(device)`; it always runs in float32.
