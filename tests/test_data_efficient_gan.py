@@ -156,6 +156,17 @@ def test_ttur_gives_each_network_its_rate():
     assert all(isinstance(opt, torch.optim.SGD) for opt in same)  # the critic's by default
 
 
+def test_lr_schedules_from_the_yaml_step_with_the_generator(kaggle_dir, tmp_path):
+    model = tiny_gan(
+        n_critic=2,
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5),
+    )
+    fit(model, kaggle_dir, tmp_path, max_steps=6)  # 4 critic and 2 generator steps
+    assert model.ema_updates == 2
+    for opt in model.trainer.optimizers:  # both networks follow the generator's clock
+        assert opt.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.25)
+
+
 def test_ema_generator_differs_from_live_and_samples(kaggle_dir, tmp_path):
     model = tiny_gan(n_critic=1, ema=EMA(half_life=None, decay=0.5))
     fit(model, kaggle_dir, tmp_path, max_steps=6)

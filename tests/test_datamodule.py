@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import make_kaggle_zip
 
 from monet.data import Augment, FiveCrop, MonetDataModule, Rotation
+from monet.errors import ConfigError
 
 
 class FakeTrainer:
@@ -25,6 +27,15 @@ def test_setup_decodes_once_into_uint8(kaggle_dir):
     batch = next(iter(dm.train_dataloader()))
     assert batch.shape == (4, 3, 32, 32) and batch.dtype == torch.uint8
     assert len(dm.train_dataloader()) == 3 and len(dm.val_dataloader()) == 3
+
+
+def test_validation_runs_on_a_fixed_evenly_spaced_subset(kaggle_dir):
+    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4, val_size=5)
+    dm.setup("fit")
+    val = torch.cat(list(dm.val_dataloader()))
+    assert torch.equal(val, dm.real[[0, 3, 6, 8, 11]])  # the same five every epoch
+    with pytest.raises(ConfigError, match="data.val_size=0"):
+        MonetDataModule(str(kaggle_dir), val_size=0)
 
 
 def test_five_crop_expands_training_set_only(kaggle_dir):

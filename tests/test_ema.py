@@ -83,7 +83,7 @@ def test_average_buffers_follow_the_live_statistics_like_the_weights():
 @pytest.mark.parametrize("buffers", ["average", "standing", "copy"])
 def test_the_ema_of_a_network_equal_to_the_live_one_samples_identically(buffers):
     model = GAN(generator(), WGANCritic(features=4, image_size=32), ema=EMA(buffers=buffers))
-    for step in range(5):  # the live network does not move: the average stays equal to it
+    for _ in range(5):  # the live network does not move: the average stays equal to it
         model.update_ema(16)
     z = noise(torch.Generator().manual_seed(2))
     live = model.generator

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import itertools
 import json
 import os
 import threading
@@ -191,17 +192,17 @@ def test_fid_kid_mifid_against_direct_computation(weights_file):
     fr, ff = gm.features(real).numpy(), gm.features(fake).numpy()
     assert got["fid"] == pytest.approx(_fid_scipy(fr, ff), rel=1e-4)
     assert got["fid"] > 1e-6
-    # KID: the subset size is clamped to 5 fake images, so each subset is all fakes.
-    assert gm.kid.subset_size == 5
+    # KID: subsets of half the smaller set, 5 // 2 = 2 images of each.
+    assert gm.kid.subset_size == 2
 
     def k(x, y):
         return (x @ y.T / x.shape[1] + 1) ** 3
 
-    mmd = []  # unbiased MMD^2 over every 5-subset of the reals, the KID estimator
-    for drop in range(6):
-        x = np.delete(fr, drop, axis=0)
-        kxx, kyy, kxy = k(x, x), k(ff, ff), k(x, ff)
-        m = 5
+    mmd = []  # unbiased MMD^2 over every pair of 2-subsets, the KID estimator
+    for x, y in itertools.product(itertools.combinations(fr, 2), itertools.combinations(ff, 2)):
+        x, y = np.stack(x), np.stack(y)
+        kxx, kyy, kxy = k(x, x), k(y, y), k(x, y)
+        m = 2
         mmd.append(
             (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
             - 2 * kxy.sum() / m**2
@@ -217,6 +218,22 @@ def test_fid_kid_mifid_against_direct_computation(weights_file):
     assert memorization_distance(torch.from_numpy(ff), torch.from_numpy(fr)) == pytest.approx(
         (1 - np.abs(fn @ rn.T)).min(axis=1).mean()
     )
+
+
+def test_kid_subsets_are_at_most_half_the_images_so_the_std_is_a_spread(weights_file):
+    # Subsets as large as the set are the whole set every time: kid_std was always 0.
+    gm = metrics(weights_file, metrics=("kid",))
+    g = torch.Generator().manual_seed(0)
+    gm.kid.update(torch.randn(40, 64, generator=g), real=True)
+    gm.kid.update(torch.randn(40, 64, generator=g) + 0.5, real=False)
+    got = gm.compute()
+    assert gm.kid.subset_size == 20
+    assert got["kid_mean"] > 0 and got["kid_std"] > 0.01 * got["kid_mean"]
+    capped = metrics(weights_file, metrics=("kid",), kid_subset_size=8)
+    capped.kid.update(torch.randn(40, 64, generator=g), real=True)
+    capped.kid.update(torch.randn(30, 64, generator=g), real=False)
+    capped.compute()
+    assert capped.kid.subset_size == 8
 
 
 def test_a_set_against_itself_and_real_features_kept_across_reset(weights_file):
@@ -302,6 +319,18 @@ def test_swd_orders_real_vs_real_below_real_vs_noise():
     assert sliced_wasserstein_distance(a, b, **kw) == rr  # deterministic for a seed
     assert sliced_wasserstein_distance(a, b, seed=1, **kw) != rr
     assert set(rr.to_dict()) == {"swd_64", "swd_32", "swd_16", "swd_mean"}
+
+
+def test_swd_with_reference_statistics_sees_a_colour_cast():
+    gen = torch.Generator().manual_seed(0)
+    a, b = (torch.rand(24, 3, 32, 32, generator=gen) for _ in range(2))
+    cast = b * 0.5 + torch.tensor([0.4, 0.1, -0.3])[:, None, None]  # darker, tinted
+    kw = {"patches_per_image": 32, "directions": 32, "repeats": 1}
+    same = sliced_wasserstein_distance(a, b, normalise="reference", **kw).mean
+    per_set = sliced_wasserstein_distance(a, cast, **kw).mean
+    reference = sliced_wasserstein_distance(a, cast, normalise="reference", **kw).mean
+    assert per_set < 2 * same  # ProGAN's per-set scaling hides the cast
+    assert reference > 10 * same
 
 
 def test_swd_rejects_mismatched_or_tiny_images():

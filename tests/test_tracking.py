@@ -39,7 +39,7 @@ def test_wandb_goes_offline_and_the_run_folder_holds_everything(kaggle_dir, tmp_
     for var in ("WANDB_API_KEY", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no key, so offline by itself
-    grids_every_epoch = edited(tmp_path, ("every_n_epochs: 5", "every_n_epochs: 1"))
+    grids_every_epoch = edited(tmp_path, ("every_n_epochs: 25", "every_n_epochs: 1"))
     cli = fit(kaggle_dir, tmp_path, logger="wandb", config=grids_every_epoch)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
@@ -55,7 +55,7 @@ def test_wandb_goes_offline_and_the_run_folder_holds_everything(kaggle_dir, tmp_
 def test_missing_inception_weights_stop_the_run_at_startup(kaggle_dir, tmp_path, no_weights):
     start = time.perf_counter()
     with pytest.raises(ConfigError) as err:
-        fit(kaggle_dir, tmp_path, "--trainer.max_epochs", "20")  # metrics due at epoch 10
+        fit(kaggle_dir, tmp_path, "--trainer.max_epochs", "60")  # metrics due at epoch 50
     message = str(err.value)
     for needle in (
         "weights-inception-2015-12-05-6726825d.pth",
@@ -74,11 +74,12 @@ def test_fid_kid_mifid_swd_are_logged_and_pick_the_best_checkpoint(
     kaggle_dir, tmp_path, weights_file, monkeypatch
 ):
     monkeypatch.setenv("MONET_INCEPTION_WEIGHTS", str(weights_file))
-    cli = fit(kaggle_dir, tmp_path / "a", "--trainer.max_epochs", "1")  # cadence is 10 epochs
+    cli = fit(kaggle_dir, tmp_path / "a", "--trainer.max_epochs", "1")  # cadence is 50 epochs
     assert "metrics/fid" not in cli.trainer.logged_metrics
     every_epoch = edited(
         tmp_path,
-        ("every_n_epochs: 10", "every_n_epochs: 1"),
+        ("every_n_epochs: 50", "every_n_epochs: 1"),
+        ("check_val_every_n_epoch: 10", "check_val_every_n_epoch: 1"),
         ("num_samples: 300", "num_samples: 8"),
     )
     cli = fit(kaggle_dir, tmp_path / "b", config=every_epoch)
@@ -89,7 +90,40 @@ def test_fid_kid_mifid_swd_are_logged_and_pick_the_best_checkpoint(
         "metrics/kid_std",
         "metrics/mifid",
         "metrics/swd",
+        "metrics/near_copies",
     ):
         assert math.isfinite(float(logged[key])), key
-    best = [c for c in cli.trainer.checkpoint_callbacks if c.monitor == "metrics/fid"][0]
+    assert logged["metrics/selection"] == logged["metrics/mifid"]  # Inception runs: MiFID
+    best = [c for c in cli.trainer.checkpoint_callbacks if c.monitor == "metrics/selection"][0]
     assert best.best_model_path and Path(best.best_model_path).is_file()
+
+
+@pytest.mark.slow
+def test_without_inception_the_best_checkpoint_follows_swd_and_near_copies(kaggle_dir, tmp_path):
+    offline = edited(
+        tmp_path,
+        ("every_n_epochs: 50", "every_n_epochs: 1"),
+        ("check_val_every_n_epoch: 10", "check_val_every_n_epoch: 1"),
+        ("num_samples: 300", "num_samples: 8"),
+        ("inception: true", "inception: false"),
+    )
+    logged = fit(kaggle_dir, tmp_path / "run", config=offline).trainer.logged_metrics
+    assert "metrics/fid" not in logged
+    swd, copies = float(logged["metrics/swd"]), float(logged["metrics/near_copies"])
+    assert float(logged["metrics/selection"]) == pytest.approx(swd * (1 + copies / 0.01))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("every_n_epochs: 50", "every_n_epochs: 15"), "not a multiple of"),
+        (("swd: true", "swd: true\n        sampling_steps: 10"), "sampling_steps is for diffusion"),
+    ],
+)
+def test_metric_settings_that_cannot_work_stop_the_run_at_startup(
+    kaggle_dir, tmp_path, change, message
+):
+    config = edited(tmp_path, change, ("inception: true", "inception: false"))
+    with pytest.raises(ConfigError, match=message):
+        fit(kaggle_dir, tmp_path / "run", config=config)
+    assert not list(tmp_path.rglob("*.ckpt"))

@@ -83,6 +83,8 @@ class MonetDataModule(L.LightningDataModule):
         augment: the augmentations, each switchable.
         cache_dir: folder for a memory-mapped cache file, reused across runs.
         seed: seed of the augmentations and the shuffling.
+        val_size: paintings in validation: a fixed, evenly spaced subset (null: all), so
+            validation costs a few steps, not an epoch.
         predict_size: images that ``predict`` generates.
         predict_seed: seed of the generated images; image i always gets the same noise.
     """
@@ -99,6 +101,7 @@ class MonetDataModule(L.LightningDataModule):
         augment: Augment | None = None,
         cache_dir: str | None = None,
         seed: int = 0,
+        val_size: int | None = 64,
         predict_size: int = 64,
         predict_seed: int = 0,
     ) -> None:
@@ -112,6 +115,9 @@ class MonetDataModule(L.LightningDataModule):
         self.augment = augment or Augment()
         self.cache_dir, self.seed = cache_dir, seed
         self.predict_size, self.predict_seed = predict_size, predict_seed
+        if val_size is not None and val_size < 1:
+            raise ConfigError(f"data.val_size={val_size} must be at least 1, or null for all.")
+        self.val_size = val_size
         self.real: torch.Tensor | None = None  # (N, 3, S, S) uint8: the images as they are
         self.train_images: torch.Tensor | None = None  # the same, expanded by five-crop
         self.names: list[str] = []
@@ -173,8 +179,10 @@ class MonetDataModule(L.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
+        n = len(self.real)
+        keep = torch.linspace(0, n - 1, min(self.val_size or n, n)).round().long()
         return DataLoader(
-            _Images(self.real),
+            _Images(self.real[keep]),
             batch_size=self.batch_size,
             collate_fn=_batched,
             num_workers=self.num_workers,

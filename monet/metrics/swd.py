@@ -11,6 +11,7 @@ costs a few hundred milliseconds for a few hundred images.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -88,12 +89,15 @@ def _descriptors(
     return out
 
 
-def _normalise(desc: Tensor, channels: int) -> Tensor:
-    """Zero mean, unit std per colour channel over all patches of one set (ProGAN App. D)."""
+def _channel_stats(desc: Tensor, channels: int) -> tuple[Tensor, Tensor]:
     d = desc.view(len(desc), channels, -1)
-    mean = d.mean(dim=(0, 2), keepdim=True)
-    std = d.std(dim=(0, 2), keepdim=True).clamp_min(1e-8)
-    return ((d - mean) / std).view(len(desc), -1)
+    return d.mean(dim=(0, 2), keepdim=True), d.std(dim=(0, 2), keepdim=True).clamp_min(1e-8)
+
+
+def _normalise(desc: Tensor, channels: int, stats: tuple[Tensor, Tensor]) -> Tensor:
+    """Zero mean, unit std per colour channel with `stats` (ProGAN App. D: a set's own)."""
+    mean, std = stats
+    return ((desc.view(len(desc), channels, -1) - mean) / std).view(len(desc), -1)
 
 
 def _sliced_wasserstein(a: Tensor, b: Tensor, directions: int, repeats: int, gen) -> Tensor:
@@ -135,6 +139,7 @@ def sliced_wasserstein_distance(
     directions: int = 128,
     repeats: int = 4,
     seed: int = 0,
+    normalise: Literal["per_set", "reference"] = "per_set",
 ) -> SWDResult:
     """Sliced Wasserstein distance between two image sets over Laplacian-pyramid patches.
 
@@ -143,6 +148,11 @@ def sliced_wasserstein_distance(
     min(len(a), len(b)) * patches_per_image capped at `max_patches`, so sets of different sizes
     compare fairly. Deterministic for a given `seed`: the same patch positions and directions.
     Lower is closer; about 0 for two samples of one distribution.
+
+    `normalise`: ``per_set`` (ProGAN) scales each set's patches by that set's own per-channel
+    mean and std, which makes the distance blind to a global colour cast or contrast change;
+    ``reference`` scales both by the statistics of `a`, so a set of the wrong colours (photos
+    next to paintings, a brown GAN) is far.
     """
     if a.ndim != 4 or b.ndim != 4 or a.shape[1:] != b.shape[1:]:
         raise DataError(
@@ -167,7 +177,9 @@ def sliced_wasserstein_distance(
     desc_a = _descriptors(a, levels, count, patch_size, gen)
     desc_b = _descriptors(b, levels, count, patch_size, gen)
     for level, (da, db) in enumerate(zip(desc_a, desc_b)):
-        da, db = _normalise(da, channels), _normalise(db, channels)
+        stats_a = _channel_stats(da, channels)
+        stats_b = stats_a if normalise == "reference" else _channel_stats(db, channels)
+        da, db = _normalise(da, channels, stats_a), _normalise(db, channels, stats_b)
         per_level.append(float(_sliced_wasserstein(da, db, directions, repeats, gen)) * 1e3)
         resolutions.append(-(-width // 2**level))
     return SWDResult(resolutions, per_level, sum(per_level) / len(per_level))

@@ -14,6 +14,8 @@ from monet.errors import ConfigError
 from monet.models.common import GenerativeModule
 from monet.models.ema import EMA, update_ema_
 
+DEFAULT_EMA = EMA(half_life=18_000, rampup=0.05)  # 0.995 a step at batch 128, with a ramp-up
+
 
 class Diffusion(GenerativeModule):
     """Trains `denoiser` under `process`; samples with an EMA copy of it.
@@ -48,7 +50,7 @@ class Diffusion(GenerativeModule):
         sampling_steps: int | None = None,
         eta: float = 0.0,
         sample_batch_size: int = 64,
-        ema: EMA | None = EMA(half_life=2_000, rampup=None),
+        ema: EMA | None = DEFAULT_EMA,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
         channels_last: bool = False,
@@ -140,7 +142,8 @@ class Diffusion(GenerativeModule):
             return
         self.ema_updates += 1
         trainer = self._trainer
-        per_step = batch_size * (trainer.world_size * trainer.accumulate_grad_batches if trainer else 1)
-        beta = self.ema_config.beta(self.ema_updates, per_step)
+        if trainer is not None:
+            batch_size *= trainer.world_size * trainer.accumulate_grad_batches
+        beta = self.ema_config.beta(self.ema_updates, batch_size)
         if beta is not None:
             update_ema_(self.ema, self.denoiser, beta, self.ema_config.buffers)

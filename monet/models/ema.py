@@ -67,9 +67,7 @@ class EMA:
                 f"must be >= 1, start={self.start} >= 0."
             )
         if self.buffers not in ("standing", "average", "copy"):
-            raise ConfigError(
-                f"model ema.buffers={self.buffers!r}: use standing, average or copy."
-            )
+            raise ConfigError(f"model ema.buffers={self.buffers!r}: use standing, average or copy.")
 
     def beta(self, step: int, images_per_step: int) -> float | None:
         """The weight the average keeps at optimizer `step` (1-based), or None to skip it.
@@ -109,7 +107,9 @@ def has_batch_stats(net: nn.Module) -> bool:
 
 
 @torch.no_grad()
-def standing_stats_(net: nn.Module, inputs: Callable[[torch.Generator], torch.Tensor], batches: int):
+def standing_stats_(
+    net: nn.Module, inputs: Callable[[torch.Generator], torch.Tensor], batches: int
+) -> None:
     """Recompute every BatchNorm's running statistics of `net` for its own weights.
 
     Runs `batches` batches from `inputs(generator)` through `net` in train mode with cumulative

@@ -96,7 +96,7 @@ class GAN(GenerativeModule):
         self.diversity_samples = diversity_samples
         self.automatic_optimization = False
         self.critic_steps = 0  # saved in checkpoints: the n_critic cycle survives a resume
-        self.ema_updates = 0  # generator steps (the EMA's clock)
+        self.ema_updates = 0  # generator steps, the EMA's clock (counted with EMA off too)
         self._real_sample: torch.Tensor | None = None
 
     def compilable(self) -> tuple[str, ...]:
@@ -136,7 +136,10 @@ class GAN(GenerativeModule):
                 return torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.0, 0.9))
             return make(net.parameters())
 
-        optimizers = [build(self.optimizer, self.generator), build(self.critic_optimizer, self.critic)]
+        optimizers = [
+            build(self.optimizer, self.generator),
+            build(self.critic_optimizer, self.critic),
+        ]
         if self.lr_scheduler is None:
             return optimizers
         return optimizers, [self.lr_scheduler(opt) for opt in optimizers]
@@ -201,9 +204,9 @@ class GAN(GenerativeModule):
 
     def update_ema(self, batch_size: int) -> None:
         """One generator step of the EMA clock; `batch_size` images per device."""
+        self.ema_updates += 1
         if self.generator_ema is None:
             return
-        self.ema_updates += 1
         world = self._trainer.world_size if self._trainer is not None else 1
         beta = self.ema.beta(self.ema_updates, batch_size * world)
         if beta is not None:

@@ -1,6 +1,7 @@
 """Pure nn.Modules: generators, critics, denoisers. Nothing here knows about Lightning."""
 
 from monet.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+from monet.nets.fastgan import FastGANDiscriminator, FastGANGenerator
 from monet.nets.unets import AttnUnet, LibUnet, SimpleUnet
 from monet.nets.wgan import WGANCritic, WGANGenerator
 
@@ -8,6 +9,8 @@ __all__ = [
     "AttnUnet",
     "DCGANDiscriminator",
     "DCGANGenerator",
+    "FastGANDiscriminator",
+    "FastGANGenerator",
     "LibUnet",
     "SimpleUnet",
     "WGANCritic",

@@ -1,0 +1,254 @@
+"""Sample quality at a fixed budget: train a config on the real paintings, export images with
+the sampling network (EMA) and the raw one, and compare them with the paintings.
+
+    MONET_DATA=../shared/data python benchmarks/quality.py configs/wgan_gp.yaml --minutes 20
+    MONET_DATA=../shared/data python benchmarks/quality.py configs/wgan_gp.yaml --steps 200
+
+The run is the shipped config as `python -m monet fit` runs it (validation, grids, SWD metrics,
+checkpoints; Inception metrics off, W&B offline), stopped by `--trainer.max_time` or
+`--trainer.max_steps`. Then `--num` images (seeds 0..num-1, as `predict` draws them) are
+compared at `--size` px with the paintings by the sliced Wasserstein distance over 7x7
+Laplacian-pyramid patches (x1e3, `monet.metrics.swd`; lower is closer). The paintings are split
+into two seeded halves of `--num` images: the second half is the reference of every row, the
+first half gives the floor (real vs real), and `--num` Kaggle photos the baseline (not
+paintings). Near-copies are generated images within the memorization check's threshold of a
+training painting (`monet.metrics.memorization`). The table also gives the steps done, the share
+of wall time spent in training steps (the rest: validation, metrics, grids, checkpoints) and the
+optimizer steps a minute of the run next to a plain PyTorch loop of the same step
+(`benchmarks/train.py`), measured in the same process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import os
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from common import data_root
+
+from monet.__main__ import cli_main
+from monet.callbacks import EvalMetrics
+from monet.data import MonetDataModule
+from monet.images import to_unit
+from monet.malloc import keep_freed_memory
+from monet.metrics import sliced_wasserstein_distance
+from monet.metrics.memorization import memorization_report
+from monet.models import GAN
+from monet.models.ema import has_batch_stats, standing_stats_
+
+
+class StepTimer(L.Callback):
+    """Wall time inside training steps (batch start to batch end), and of the whole fit."""
+
+    def __init__(self) -> None:
+        self.in_steps, self.fit, self._t0, self._fit0 = 0.0, 0.0, 0.0, 0.0
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._fit0 = time.perf_counter()
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.in_steps += time.perf_counter() - self._t0
+
+    def on_fit_end(self, trainer, pl_module) -> None:
+        self.fit = time.perf_counter() - self._fit0
+
+
+def train(args, root: Path, out: Path) -> tuple[L.LightningModule, StepTimer, L.Trainer]:
+    stop = (
+        [f"--trainer.max_steps={args.steps}", "--trainer.max_time=null"]
+        if args.steps
+        else [f"--trainer.max_time=00:00:{args.minutes:02d}:00", "--trainer.max_steps=-1"]
+    )
+    cli = cli_main(
+        [
+            "--config",
+            args.config,
+            f"--data.root={root}",
+            f"--trainer.default_root_dir={out}",
+            f"--trainer.logger.init_args.save_dir={out}",
+            "--trainer.max_epochs=-1",
+            *stop,
+            *(f"--{override}" for override in args.set),
+        ],
+        run=False,
+    )
+    trainer = cli.trainer
+    for callback in trainer.callbacks:
+        if isinstance(callback, EvalMetrics):
+            callback.inception = False  # weight-free: SWD and near-copies only
+    timer = StepTimer()
+    trainer.callbacks.append(timer)
+    trainer.fit(cli.model, datamodule=cli.datamodule)
+    return cli.model, timer, trainer
+
+
+def ema_attribute(model: L.LightningModule) -> str:
+    return "generator_ema" if isinstance(model, GAN) else "ema"
+
+
+@contextmanager
+def sampling_with(model: L.LightningModule, net: torch.nn.Module | None):
+    """The module samples with `net` in place of its EMA copy (None: the live network)."""
+    name = ema_attribute(model)
+    ema = getattr(model, name)
+    setattr(model, name, net)
+    try:
+        yield
+    finally:
+        setattr(model, name, ema)
+
+
+def with_standing_stats(model: GAN, net: torch.nn.Module) -> torch.nn.Module:
+    net = copy.deepcopy(net)
+    standing_stats_(net, model.standing_noise, model.ema.standing_batches if model.ema else 8)
+    return net
+
+
+def generate(model: L.LightningModule, num: int, size: int, batch: int = 50) -> torch.Tensor:
+    seeds = torch.arange(num)
+    with torch.no_grad():
+        images = torch.cat([model.predict_step(s, 0) for s in seeds.split(batch)]).float().cpu()
+    return resize(images, size)
+
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    if images.dtype == torch.uint8:
+        images = to_unit(images)
+    if images.shape[-1] != size:
+        images = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
+    return images.clamp(-1, 1)
+
+
+def paintings_and_photos(root: Path, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(all paintings, first half, second half) at `size` px, and `num` photos (or None)."""
+    dm = MonetDataModule(str(root), image_size=args.size)
+    dm.setup("fit")
+    real = resize(dm.real, args.size)
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
+    half = min(args.num, len(real) // 2)
+    photos = None
+    try:
+        pm = MonetDataModule(str(root), domain="photo", image_size=args.size)
+        pm.setup("fit")
+        pick = torch.randperm(len(pm.real), generator=torch.Generator().manual_seed(1))
+        photos = resize(pm.real[pick[: args.num]], args.size)
+    except Exception as err:  # noqa: BLE001 - no photos here: the row is left out
+        print(f"no photo baseline: {err}")
+    return dm.real, (real[order[:half]], real[order[half : 2 * half]]), photos
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("config")
+    parser.add_argument("--minutes", type=int, default=20, help="wall-clock budget of the fit")
+    parser.add_argument("--steps", type=int, default=0, help="a step budget instead (max_steps)")
+    parser.add_argument("--num", type=int, default=150, help="images compared per row")
+    parser.add_argument("--size", type=int, default=64, help="px at which SWD compares")
+    parser.add_argument("--plain-steps", type=int, default=20, help="0 skips the plain loop")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", default=None, help="run folder (default: a temporary one)")
+    args = parser.parse_args()
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("WANDB_MODE", "offline")
+    os.environ.setdefault("WANDB_SILENT", "true")
+    keep_freed_memory()
+    tmp = tempfile.TemporaryDirectory()
+    root = data_root(Path(tmp.name))
+    out = Path(args.out or tmp.name) / "run"
+    training, (half_a, half_b), photos = paintings_and_photos(root, args)
+
+    model, timer, trainer = train(args, root, out)
+    model.eval()
+    gan = isinstance(model, GAN)
+    steps = f"{model.ema_updates} G / {model.critic_steps} D" if gan else f"{trainer.global_step}"
+    rows = [("two halves of the real paintings (the floor)", half_a, "")]
+    if photos is not None:
+        rows.append((f"{len(photos)} Kaggle photos, not paintings", photos, ""))
+    sampling = generate(model, args.num, args.size)
+    with sampling_with(model, None):
+        raw = generate(model, args.num, args.size)
+    ema = getattr(model, ema_attribute(model))
+    if ema is None:
+        rows.append(("generated (no EMA)", raw, steps))
+    else:
+        buffers = model.ema.buffers if gan else model.ema_config.buffers
+        rows.append((f"generated, EMA network (buffers: {buffers})", sampling, steps))
+        if gan and buffers != "standing" and has_batch_stats(ema):
+            with sampling_with(model, with_standing_stats(model, ema)):
+                standing = generate(model, args.num, args.size)
+            rows.append(("generated, EMA network, standing BatchNorm statistics", standing, steps))
+        rows.append(("generated, raw network", raw, steps))
+    if gan and has_batch_stats(model.generator):
+        with sampling_with(model, with_standing_stats(model, model.generator)):
+            standing = generate(model, args.num, args.size)
+        rows.append(("generated, raw network, standing BatchNorm statistics", standing, steps))
+
+    if args.out:  # the images themselves, for a look: a grid per generated row
+        from torchvision.utils import save_image
+
+        for i, (_, images, steps_done) in enumerate(rows):
+            if steps_done:
+                save_image((images[:64] + 1) / 2, out.parent / f"row{i}.png", nrow=8)
+    plain = ""
+    if args.plain_steps:
+        plain = f"; a plain loop of the same step: {plain_rate(args, root, trainer):.0f}/min"
+    minutes = timer.fit / 60
+    print(
+        f"\n{Path(args.config).stem}: {minutes:.1f} min on "
+        f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'} "
+        f"({torch.get_num_threads()} threads); {trainer.global_step} optimizer steps "
+        f"({trainer.global_step / minutes:.0f}/min{plain}); "
+        f"{timer.in_steps / timer.fit:.0%} of wall time in training steps"
+    )
+    header = f"{'images':<58} | {'SWD':>6} | {'x floor':>7} | {'near-copies':>11} | steps"
+    print(header + "\n" + "-" * len(header))
+    floor = None
+    for name, images, steps_done in rows:
+        swd = sliced_wasserstein_distance(half_b, images, normalise="reference").mean
+        floor = floor or swd
+        copies = "-" if steps_done == "" else f"{share(images, training):.1%}"
+        print(
+            f"{name:<58} | {swd:>6.1f} | {swd / floor:>7.2f} | {copies:>11} | {steps_done}",
+            flush=True,
+        )
+    tmp.cleanup()
+
+
+def share(images: torch.Tensor, training: torch.Tensor) -> float:
+    return memorization_report(images, training).near_copy_share
+
+
+def plain_rate(args, root: Path, trainer: L.Trainer) -> float:
+    """Optimizer steps a minute of `benchmarks/train.py`'s hand-written loop, same config."""
+    from train import plain_rate as rate
+
+    model, dm = trainer.lightning_module, trainer.datamodule
+    opts = argparse.Namespace(
+        image_size=dm.image_size,
+        batch_size=dm.batch_size,
+        set=args.set,
+        accelerator="gpu" if torch.cuda.is_available() else "cpu",
+        warmup=2,
+        steps=args.plain_steps,
+    )
+    per_second, _ = rate(Path(args.config).stem, root, trainer.precision, opts)
+    cycle = 1 + 1 / model.n_critic if isinstance(model, GAN) else 1  # D and G steps
+    return per_second * 60 * cycle
+
+
+if __name__ == "__main__":
+    main()
