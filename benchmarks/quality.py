@@ -8,14 +8,18 @@ The run is the shipped config as `python -m monet fit` runs it (validation, grid
 checkpoints; Inception metrics off, W&B offline), stopped by `--trainer.max_time` or
 `--trainer.max_steps`. Then `--num` images (seeds 0..num-1, as `predict` draws them) are
 compared at `--size` px with the paintings by the sliced Wasserstein distance over 7x7
-Laplacian-pyramid patches (x1e3, `monet.metrics.swd`; lower is closer). The paintings are split
-into two seeded halves of `--num` images: the second half is the reference of every row, the
-first half gives the floor (real vs real), and `--num` Kaggle photos the baseline (not
-paintings). Near-copies are generated images within the memorization check's threshold of a
-training painting (`monet.metrics.memorization`). The table also gives the steps done, the share
-of wall time spent in training steps (the rest: validation, metrics, grids, checkpoints) and the
-optimizer steps a minute of the run next to a plain PyTorch loop of the same step
-(`benchmarks/train.py`), measured in the same process.
+Laplacian-pyramid patches (x1e3, `monet.metrics.swd`; lower is closer), both sets scaled by
+the paintings' per-channel statistics, so wrong colours count. The paintings are split into two
+seeded halves of `--num` images: the second half is the reference of every row, the first half
+gives the floor (real vs real), and `--num` Kaggle photos the baseline (not paintings).
+Near-copies are generated images within the memorization check's threshold of a training
+painting (`monet.metrics.memorization`). "4-px grid" is the share of the images' detail on a
+4-px grid (`monet.metrics.spectrum`) as a multiple of the paintings' share: the dot pattern of
+transposed convolutions shows as 10x and more. The table also gives the steps done, the share
+of wall time spent in training steps (the rest: validation, metrics, grids, checkpoints) and
+the optimizer steps a minute of the run next to a plain PyTorch loop of the same step
+(`benchmarks/train.py`), measured in the same process. With `--out DIR`, DIR/rowN.png shows
+the first 64 images of each generated row.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from monet.images import to_unit
 from monet.malloc import keep_freed_memory
 from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
+from monet.metrics.spectrum import grid_share
 from monet.models import GAN
 from monet.models.ema import has_batch_stats, standing_stats_
 
@@ -203,6 +208,7 @@ def main() -> None:
         for i, (_, images, steps_done) in enumerate(rows):
             if steps_done:
                 save_image((images[:64] + 1) / 2, out.parent / f"row{i}.png", nrow=8)
+                torch.save(images, out.parent / f"row{i}.pt")
     plain = ""
     if args.plain_steps:
         plain = f"; a plain loop of the same step: {plain_rate(args, root, trainer):.0f}/min"
@@ -214,15 +220,20 @@ def main() -> None:
         f"({trainer.global_step / minutes:.0f}/min{plain}); "
         f"{timer.in_steps / timer.fit:.0%} of wall time in training steps"
     )
-    header = f"{'images':<58} | {'SWD':>6} | {'x floor':>7} | {'near-copies':>11} | steps"
+    header = (
+        f"{'images':<58} | {'SWD':>6} | {'x floor':>7} | {'near-copies':>11} | "
+        f"{'4-px grid':>9} | steps"
+    )
     print(header + "\n" + "-" * len(header))
-    floor = None
+    floor, grid_floor = None, None
     for name, images, steps_done in rows:
         swd = sliced_wasserstein_distance(half_b, images, normalise="reference").mean
-        floor = floor or swd
+        grid = grid_share(images)
+        floor, grid_floor = floor or swd, grid_floor or grid
         copies = "-" if steps_done == "" else f"{share(images, training):.1%}"
         print(
-            f"{name:<58} | {swd:>6.1f} | {swd / floor:>7.2f} | {copies:>11} | {steps_done}",
+            f"{name:<58} | {swd:>6.1f} | {swd / floor:>7.2f} | {copies:>11} | "
+            f"{grid / grid_floor:>8.1f}x | {steps_done}",
             flush=True,
         )
     tmp.cleanup()

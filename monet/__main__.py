@@ -5,12 +5,13 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from monet.callbacks import ImageExport
+from monet.callbacks import EvalMetrics, ImageExport
 from monet.callbacks.rundir import run_dir
 from monet.data import MonetDataModule
 from monet.errors import ConfigError, MonetError
@@ -47,6 +48,13 @@ class MonetCLI(LightningCLI):
             parser.link_arguments("data.image_size", f"model.init_args.{key}.init_args.image_size")
         # `predict --export.output images.zip` (a Kaggle submission) or a folder of images
         parser.add_class_arguments(ImageExport, "export")
+        parser.add_argument(
+            "--inception",
+            type=bool,
+            default=True,
+            help="false: no Inception metrics (FID, KID, MiFID) for any config, no weights "
+            "needed; SWD and near-copies still run and pick the best checkpoint",
+        )
 
     def resolve_last_checkpoint(self) -> None:
         """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions.
@@ -75,15 +83,19 @@ class MonetCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """GANs under DDP: each step leaves one network without gradients (the critic step does
-        not touch the generator), which DDP must be told about."""
-        config = (
-            self.config_init[self.subcommand]["trainer"]
-            if self.subcommand
-            else (self.config_init["trainer"])
-        )
-        if getattr(self.model, "ddp_unused_parameters", False) and _is_ddp(config):
-            config["strategy"] = "ddp_find_unused_parameters_true"
-        return super().instantiate_trainer(**kwargs)
+        not touch the generator), which DDP must be told about. Decided from the strategy that
+        Lightning built from any spec (devices 2, 0,1, [0,1], -1, num_nodes, ddp_spawn, ...)."""
+        trainer = super().instantiate_trainer(**kwargs)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        if not config.get("inception", True):
+            for callback in trainer.callbacks:
+                if isinstance(callback, EvalMetrics):
+                    callback.inception = False
+        if getattr(self.model, "ddp_unused_parameters", False) and isinstance(
+            trainer.strategy, DDPStrategy
+        ):
+            trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
+        return trainer
 
     def instantiate_classes(self) -> None:
         try:
@@ -95,19 +107,6 @@ class MonetCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
-
-
-def _is_ddp(trainer_config: Any) -> bool:
-    strategy, devices = trainer_config.get("strategy"), trainer_config.get("devices")
-    if strategy == "ddp":
-        return True
-    if strategy != "auto":
-        return False
-    if devices in ("auto", -1, "-1"):
-        return torch.cuda.device_count() > 1
-    if isinstance(devices, (list, tuple)):
-        return len(devices) > 1
-    return int(str(devices).rstrip(",") or 1) > 1 or trainer_config.get("num_nodes", 1) > 1
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
@@ -126,7 +125,7 @@ def main() -> None:
     keep_freed_memory()  # CPU steps reuse their buffers instead of page-faulting them in anew
     try:
         cli_main()
-    except MonetError as err:  # the user's input is wrong: say what and how to fix it
+    except (MonetError, MisconfigurationException) as err:  # wrong input: what and the fix
         print(f"monet: error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -108,6 +108,8 @@ SMALL_NETS = {  # network class -> (init arg, small value); others run at their 
     "SimpleUnet": ("denoiser", "down_channels", "[8,16,32,64,128]"),
     "AttnUnet": ("denoiser", "base", "8"),
     "LibUnet": ("denoiser", "dim", "8"),
+    "FastGANGenerator": ("generator", "features", "8"),
+    "FastGANDiscriminator": ("critic", "features", "4"),
 }
 
 

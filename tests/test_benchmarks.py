@@ -71,3 +71,21 @@ def test_data_benchmark_prints_both_pipelines_under_both_allocators():
     lines = run_script("data.py", "--sizes", "32", "--images", "64", "--rounds", "1")
     rows = [line for line in lines if line.strip().startswith("32 |")]
     assert len(rows) == 6 and sum("monet:" in r for r in rows) == 2
+
+
+@pytest.mark.slow
+def test_quality_benchmark_trains_exports_and_prints_its_table():
+    lines = run_script(
+        "quality.py",
+        str(ROOT / "configs" / "fastgan.yaml"),
+        *("--steps", "4", "--num", "8", "--size", "32", "--plain-steps", "2"),
+        *("--set", "data.image_size=32", "data.batch_size=4", "trainer.logger=false"),
+    )
+    summary = next(line for line in lines if line.startswith("fastgan:"))
+    assert "4 optimizer steps" in summary and "plain loop" in summary
+    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
+    assert float(rows["two halves of the real paintings (the floor)"][1]) == 1.0
+    ema = rows["generated, EMA network (buffers: standing)"]
+    assert float(ema[0]) > 0 and ema[2].strip().endswith("%") and ema[4].strip() == "2 G / 2 D"
+    assert "generated, raw network" in rows
+    assert "generated, raw network, standing BatchNorm statistics" in rows

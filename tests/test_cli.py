@@ -37,6 +37,20 @@ def test_every_config_fast_dev_run_in_every_precision(config, precision, kaggle_
     assert cli.trainer.state.finished and cli.trainer.global_step >= 1
 
 
+@pytest.mark.parametrize("hardware", ["1", "0"], ids=["bf16-units", "emulated"])
+def test_bf16_mixed_takes_both_hardware_paths(hardware, kaggle_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("MONET_BF16", hardware)  # the path a CPU with (or without) bf16 units takes
+    config = ROOT / "configs" / "ddpm_lib.yaml"
+    args = small(config, kaggle_dir, tmp_path, "--trainer.fast_dev_run", "1")
+    with (
+        pytest.warns(UserWarning, match="bfloat16 is emulated")
+        if hardware == "0"
+        else nullcontext()
+    ):
+        cli = cli_main(["fit", *args, "--trainer.precision", "bf16-mixed", *shrink_nets(config)])
+    assert cli.trainer.state.finished
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name,compile", [("wgan_gp", True), ("ddpm_lib", False)])
 def test_channels_last_and_compile(name, compile, kaggle_dir, tmp_path):

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 from conftest import ROOT, shrink_nets, small
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
 
 from monet.errors import ConfigError
 from monet.models import Diffusion
@@ -64,3 +64,54 @@ def test_sharded_strategies_are_refused_with_the_fix(tmp_path):
     model._trainer = SimpleNamespace(strategy=FSDPStrategy(), datamodule=None, world_size=1)
     with pytest.raises(ConfigError, match="FSDPStrategy is not supported.*--trainer.strategy ddp"):
         model.setup("fit")
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        ["--trainer.devices", "2", "--trainer.strategy", "ddp"],
+        ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"],
+        ["--trainer.devices", "2", "--trainer.strategy", "ddp_find_unused_parameters_false"],
+        ["--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.strategy", "ddp"],
+        [
+            "--trainer.devices",
+            "2",
+            "--trainer.strategy",
+            "lightning.pytorch.strategies.DDPStrategy",
+        ],
+        ["--trainer.devices", "2"],  # strategy auto: Lightning picks DDP for two devices
+    ],
+    ids=["ddp", "ddp_spawn", "find_unused_false", "two_nodes", "DDPStrategy", "auto"],
+)
+@pytest.mark.parametrize("name", ["wgan_gp", "ddpm_lib"])
+def test_gans_get_unused_parameter_detection_under_any_ddp_spec(name, spec, kaggle_dir, tmp_path):
+    from monet.__main__ import cli_main
+
+    config = ROOT / "configs" / f"{name}.yaml"
+    args = [a for a in small(config, kaggle_dir, tmp_path) if a not in ("--trainer.devices", "1")]
+    cli = cli_main(
+        ["fit", *args, *shrink_nets(config), "--trainer.accelerator", "cpu", *spec], run=False
+    )
+    strategy = cli.trainer.strategy
+    assert isinstance(strategy, DDPStrategy)
+    found = strategy._ddp_kwargs.get("find_unused_parameters")
+    if name == "wgan_gp":  # each critic step leaves the generator without gradients
+        assert found is True
+    else:  # a denoiser uses every parameter: Lightning's choice stands
+        assert found in (None, False)
+
+
+@pytest.mark.parametrize("devices", ["0,1", "[0,1]", "-1", "auto"])
+def test_every_device_spec_runs_or_gets_lightnings_message_without_a_traceback(
+    devices, kaggle_dir, tmp_path
+):
+    config = ROOT / "configs" / "wgan_gp.yaml"
+    args = [a for a in small(config, kaggle_dir, tmp_path) if a not in ("--trainer.devices", "1")]
+    cmd = [sys.executable, "-m", "monet", "fit", *args, *shrink_nets(config)]
+    cmd += ["--trainer.accelerator", "cpu", "--trainer.devices", devices]
+    cmd += ["--trainer.fast_dev_run", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT, env=env)
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    if result.returncode:
+        assert result.returncode == 2 and "monet: error:" in result.stderr

@@ -3,6 +3,12 @@ weights, optimizer state, EMA and counters as one that ran straight through."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import pytest
 import torch
 from conftest import ROOT, shrink_nets, small
@@ -68,3 +74,47 @@ def test_resumed_run_matches_an_uninterrupted_one(name, extra, kaggle_dir, tmp_p
 def test_ckpt_path_last_with_nothing_to_resume_says_so(kaggle_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"no last.ckpt under .*nothing to resume"):
         fit(ROOT / "configs/wgan_gp.yaml", kaggle_dir, tmp_path, 1, "--ckpt_path", "last")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["wgan_gp", "ddpm_lib"])
+def test_a_run_killed_with_sigkill_continues_from_its_last_checkpoint(name, kaggle_dir, tmp_path):
+    """`kill -9` after the first checkpoint; `--ckpt_path last` continues from its step."""
+    config = ROOT / "configs" / f"{name}.yaml"
+    base = [sys.executable, "-m", "monet", "fit", *small(config, kaggle_dir, tmp_path)]
+    base += [*shrink_nets(config), "--trainer.max_steps", "-1", "--inception", "false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.Popen(
+        [*base, "--trainer.max_epochs", "100000"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 300
+        while not list(tmp_path.rglob("last.ckpt")):
+            assert run.poll() is None, run.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no last.ckpt after 300 s"
+            time.sleep(0.2)
+        time.sleep(2)  # a few more steps, and maybe a newer last.ckpt being written
+    finally:
+        run.send_signal(signal.SIGKILL)
+        run.wait()
+    (last,) = tmp_path.rglob("last.ckpt")  # whole: written to a temporary file, then renamed
+    killed_at = torch.load(last, weights_only=False)["global_step"]
+    assert killed_at > 0
+    resumed = subprocess.run(
+        [*base, "--trainer.max_steps", str(killed_at + 2), "--ckpt_path", "last"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming from {last}" in resumed.stderr
+    assert "Restored all states from the checkpoint" in resumed.stderr + resumed.stdout
+    (final,) = [p for p in tmp_path.rglob("last.ckpt") if p != last] or [last]
+    # a GAN batch may end on a critic and a generator step: max_steps is reached within one
+    assert killed_at + 2 <= torch.load(final, weights_only=False)["global_step"] <= killed_at + 3

@@ -226,7 +226,9 @@ def test_lib_unet_channels_last_is_only_a_layout():
     torch.testing.assert_close(a(x, t), b(x, t), rtol=1e-4, atol=1e-5)
 
 
-def test_lib_unet_bf16_autocast():
+@pytest.mark.parametrize("hardware", ["1", "0"], ids=["bf16-units", "emulated"])
+def test_lib_unet_bf16_autocast(hardware, monkeypatch):
+    monkeypatch.setenv("MONET_BF16", hardware)  # both branches, whatever this CPU has
     torch.manual_seed(0)
     kw = dict(dim=8, dim_mults=(1, 2), attn_heads=2, attn_dim_head=4)
     net, plain = LibUnet(16, **kw), LibUnet(16, fp32_if_bf16_emulated=False, **kw)

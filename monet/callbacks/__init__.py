@@ -1,6 +1,7 @@
+from monet.callbacks.checkpoint import LastCheckpoint
 from monet.callbacks.curves import LossCurves
 from monet.callbacks.export import ImageExport
 from monet.callbacks.metrics import EvalMetrics
 from monet.callbacks.samples import SampleGrid
 
-__all__ = ["EvalMetrics", "ImageExport", "LossCurves", "SampleGrid"]
+__all__ = ["EvalMetrics", "ImageExport", "LastCheckpoint", "LossCurves", "SampleGrid"]

@@ -112,7 +112,8 @@ class GAN(GenerativeModule):
         net = self.generator_ema
         if net is None:
             return self.generator
-        if self.ema.buffers == "standing" and self._standing_at != self.ema_updates:
+        standing = self.ema is not None and self.ema.buffers == "standing"
+        if standing and self._standing_at != self.ema_updates:
             standing_stats_(net, self.standing_noise, self.ema.standing_batches)
             self._standing_at = self.ema_updates
         return net

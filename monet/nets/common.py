@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 from torch import Tensor, nn
@@ -43,9 +44,19 @@ def spectral_norm_all(module: nn.Module) -> nn.Module:
     return module
 
 
-@functools.cache
 def cpu_has_bf16() -> bool:
-    """Whether this CPU has bfloat16 units (AVX512-BF16 or AMX); unknown counts as yes."""
+    """Whether this CPU has bfloat16 units (AVX512-BF16 or AMX); unknown counts as yes.
+
+    MONET_BF16=1 or 0 forces the answer, so tests cover both code paths on any machine.
+    """
+    forced = os.environ.get("MONET_BF16")
+    if forced in ("0", "1"):
+        return forced == "1"
+    return _detect_bf16()
+
+
+@functools.cache
+def _detect_bf16() -> bool:
     try:
         return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     except AttributeError:  # private helpers: if they go, leave autocast alone

@@ -8,19 +8,34 @@ one block.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
+from monet.errors import ConfigError
 from monet.nets.common import check_image_size, dcgan_init
 
 SIZES = (32, 64, 128, 256)
 
 
 class WGANGenerator(nn.Module):
-    """z (B, latent_dim) -> image (B, channels, S, S) in [-1, 1]."""
+    """z (B, latent_dim) -> image (B, channels, S, S) in [-1, 1].
+
+    `upsample`: ``transposed`` (the report's 4x4 stride-2 transposed convs) or ``nearest``
+    (nearest-neighbour doubling then a 3x3 conv, the same widths). Stride-2 transposed convs
+    leave a periodic pattern that a critic weakened by DiffAugment does not train away: at
+    64 px a dot every 4 px (every 16 px in 256 px exports); ``nearest`` has no such pattern
+    (Odena et al. 2016, "Deconvolution and checkerboard artifacts").
+    """
 
     def __init__(
-        self, latent_dim: int = 100, features: int = 64, image_size: int = 64, channels: int = 3
+        self,
+        latent_dim: int = 100,
+        features: int = 64,
+        image_size: int = 64,
+        channels: int = 3,
+        upsample: Literal["transposed", "nearest"] = "transposed",
     ) -> None:
         super().__init__()
         n_up = check_image_size("WGANGenerator", image_size, SIZES) - 3  # 4 px -> S/2
@@ -31,13 +46,17 @@ class WGANGenerator(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(),
         ]  # (B, 16f, 4, 4)
+        if upsample not in ("transposed", "nearest"):
+            raise ConfigError(f"WGANGenerator upsample={upsample!r}: use transposed or nearest.")
+
+        def up(c_in: int, c_out: int, bias: bool) -> list[nn.Module]:
+            if upsample == "transposed":
+                return [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=bias)]
+            return [nn.Upsample(scale_factor=2), nn.Conv2d(c_in, c_out, 3, 1, 1, bias=bias)]
+
         for c_in, c_out in zip(widths[:-1], widths[1:]):
-            layers += [
-                nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(c_out),
-                nn.ReLU(),
-            ]
-        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1), nn.Tanh()]
+            layers += [*up(c_in, c_out, False), nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers += [*up(widths[-1], channels, True), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         dcgan_init(self)
 

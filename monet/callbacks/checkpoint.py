@@ -1,0 +1,70 @@
+"""`last.ckpt` that outlives a kill: written during training, atomically, and on the way out."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+
+from monet.callbacks.rundir import run_dir
+
+
+class LastCheckpoint(L.Callback):
+    """Keep `<run dir>/checkpoints/last.ckpt` no older than an epoch or `every_minutes`.
+
+    Each write goes to a temporary file that then replaces `last.ckpt` (`os.replace` is atomic
+    on POSIX), so a kill during the write leaves the previous checkpoint whole. On an exception,
+    Ctrl-C or SIGTERM (Lightning turns SIGTERM into an exception at the next step) the state of
+    that moment is saved before the run ends, and the message says how to resume:
+    ``--ckpt_path last``. `kill -9` cannot be caught; it loses at most the time since the last
+    write.
+    """
+
+    def __init__(self, every_n_epochs: int = 1, every_minutes: float | None = 10.0) -> None:
+        self.every_n_epochs, self.every_minutes = every_n_epochs, every_minutes
+        self._last_write = time.monotonic()
+        self._saved_step: int | None = None
+
+    def path(self, trainer: L.Trainer) -> Path:
+        return run_dir(trainer) / "checkpoints" / "last.ckpt"
+
+    def save(self, trainer: L.Trainer) -> Path:
+        path = self.path(trainer)
+        tmp = path.with_name(f".last.ckpt.tmp{os.getpid()}")
+        trainer.save_checkpoint(tmp)  # rank 0 writes; every rank takes part (sharded states)
+        if trainer.is_global_zero:
+            os.replace(tmp, path)
+        trainer.strategy.barrier()
+        self._last_write, self._saved_step = time.monotonic(), trainer.global_step
+        return path
+
+    def _skip(self, trainer: L.Trainer) -> bool:
+        done = self._saved_step == trainer.global_step  # nothing new since the last write
+        return bool(trainer.fast_dev_run) or trainer.sanity_checking or done
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        due = self.every_minutes and time.monotonic() - self._last_write > 60 * self.every_minutes
+        if due and not self._skip(trainer):
+            self.save(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not self._skip(trainer):
+            self.save(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._skip(trainer):
+            self.save(trainer)
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if self._skip(trainer) or trainer.global_step == 0:
+            return
+        path = self.save(trainer)
+        rank_zero_info(
+            f"monet: {type(exception).__name__} at step {trainer.global_step}; saved {path}. "
+            "Resume with the same command and --ckpt_path last."
+        )
