@@ -85,8 +85,12 @@ class MonetCLI(LightningCLI):
         """GANs under DDP: each step leaves one network without gradients (the critic step does
         not touch the generator), which DDP must be told about. Decided from the strategy that
         Lightning built from any spec (devices 2, 0,1, [0,1], -1, num_nodes, ddp_spawn, ...)."""
-        trainer = super().instantiate_trainer(**kwargs)
         config = self.config[self.subcommand] if self.subcommand else self.config
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (TypeError, ValueError, MisconfigurationException) as err:  # Lightning's checks
+            spec = {k: config["trainer"].get(k) for k in ("accelerator", "devices", "strategy")}
+            raise ConfigError(f"the trainer cannot start with {spec}: {err}") from None
         if not config.get("inception", True):
             for callback in trainer.callbacks:
                 if isinstance(callback, EvalMetrics):

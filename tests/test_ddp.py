@@ -73,12 +73,7 @@ def test_sharded_strategies_are_refused_with_the_fix(tmp_path):
         ["--trainer.devices", "2", "--trainer.strategy", "ddp_spawn"],
         ["--trainer.devices", "2", "--trainer.strategy", "ddp_find_unused_parameters_false"],
         ["--trainer.devices", "1", "--trainer.num_nodes", "2", "--trainer.strategy", "ddp"],
-        [
-            "--trainer.devices",
-            "2",
-            "--trainer.strategy",
-            "lightning.pytorch.strategies.DDPStrategy",
-        ],
+        ["--trainer.devices", "2", "--trainer.strategy", '{"class_path": "DDPStrategy"}'],
         ["--trainer.devices", "2"],  # strategy auto: Lightning picks DDP for two devices
     ],
     ids=["ddp", "ddp_spawn", "find_unused_false", "two_nodes", "DDPStrategy", "auto"],
@@ -89,9 +84,8 @@ def test_gans_get_unused_parameter_detection_under_any_ddp_spec(name, spec, kagg
 
     config = ROOT / "configs" / f"{name}.yaml"
     args = [a for a in small(config, kaggle_dir, tmp_path) if a not in ("--trainer.devices", "1")]
-    cli = cli_main(
-        ["fit", *args, *shrink_nets(config), "--trainer.accelerator", "cpu", *spec], run=False
-    )
+    spec_args = [*args, *shrink_nets(config), "--trainer.accelerator", "cpu", *spec]
+    cli = cli_main(spec_args, run=False)  # the trainer Lightning builds, nothing launched
     strategy = cli.trainer.strategy
     assert isinstance(strategy, DDPStrategy)
     found = strategy._ddp_kwargs.get("find_unused_parameters")

@@ -104,3 +104,20 @@ def test_lr_scheduler_from_config_steps_every_optimizer_step(kaggle_dir, tmp_pat
 def test_denoiser_size_mismatch_fails_before_training(kaggle_dir, tmp_path):
     with pytest.raises(ConfigError, match=r"denoiser is built for 64 px but data.image_size=32"):
         fit(tiny(size=64), kaggle_dir, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "sampler, eta", [("ddpm", 0.0), ("ddim", 0.0), ("ddim", 1.0)], ids=["ddpm", "ddim", "ddim-eta1"]
+)
+def test_sampling_is_seeded_per_image_and_leaves_the_training_rng_alone(sampler, eta):
+    model = tiny(ema=None)
+    model.sampler, model.eta = sampler, eta
+    seeds = torch.arange(6)
+    state = torch.get_rng_state()
+    four_two = torch.cat([model.predict_step(s, 0) for s in seeds.split(4)])
+    three_three = torch.cat([model.predict_step(s, 0) for s in seeds.split(3)])
+    assert torch.equal(torch.get_rng_state(), state)  # grids and metrics change no training
+    torch.testing.assert_close(four_two, three_three, rtol=0, atol=1e-3)  # batched rounding
+    again = model.predict_step(seeds[:1], 0)
+    torch.testing.assert_close(again, four_two[:1], rtol=0, atol=1e-3)
+    assert not torch.allclose(four_two[0], four_two[1])  # each image its own noise

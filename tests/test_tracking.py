@@ -127,3 +127,28 @@ def test_metric_settings_that_cannot_work_stop_the_run_at_startup(
     with pytest.raises(ConfigError, match=message):
         fit(kaggle_dir, tmp_path / "run", config=config)
     assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_loss_curves_read_metrics_only_at_log_steps_and_stay_bounded():
+    from types import SimpleNamespace
+
+    import torch
+
+    from monet.callbacks import LossCurves
+
+    class Metrics(dict):
+        reads = 0
+
+        def items(self):
+            Metrics.reads += 1
+            return super().items()
+
+    curves = LossCurves(max_points=8)
+    trainer = SimpleNamespace(log_every_n_steps=10, callback_metrics=Metrics())
+    for step in range(1, 201):
+        trainer.global_step = step
+        trainer.callback_metrics["train/loss"] = torch.tensor(float(step))
+        curves.on_train_batch_end(trainer)
+    assert Metrics.reads == 20  # steps 10, 20, ..., 200: never in between
+    series = curves.history["train/loss"]
+    assert len(series) <= 8 and series[0] == (10, 10.0) and series[-1] == (200, 200.0)

@@ -14,20 +14,30 @@ COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
 
 class LossCurves(L.Callback):
-    """Record every logged ``train/*`` scalar and draw them, one panel each, at the end."""
+    """Record the logged ``train/*`` scalars and draw them, one panel each, at the end.
 
-    def __init__(self, prefix: str = "train/", every_n_steps: int = 1) -> None:
-        self.prefix, self.every_n_steps = prefix, every_n_steps
+    They are read every `every_n_steps` steps (by default the trainer's `log_every_n_steps`,
+    when the loggers read them too), never in between: reading a metric on a GPU waits for the
+    step to finish. At most `max_points` points a series are kept (every other one is dropped
+    when full), so checkpoints stay small in long runs.
+    """
+
+    def __init__(
+        self, prefix: str = "train/", every_n_steps: int | None = None, max_points: int = 2000
+    ) -> None:
+        self.prefix, self.every_n_steps, self.max_points = prefix, every_n_steps, max_points
         self.history: dict[str, list[tuple[int, float]]] = {}
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if trainer.global_step % self.every_n_steps:
+        if trainer.global_step % (self.every_n_steps or trainer.log_every_n_steps or 1):
             return
         for key, value in trainer.callback_metrics.items():
             if key.startswith(self.prefix) and value.numel() == 1:
                 series = self.history.setdefault(key, [])
                 if not series or series[-1][0] != trainer.global_step:
                     series.append((trainer.global_step, float(value)))
+                if len(series) > self.max_points:
+                    del series[1:-1:2]  # the first and the newest stay
 
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

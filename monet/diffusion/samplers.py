@@ -34,7 +34,15 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
             m.train(mode)
 
 
-def _noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+Generators = torch.Generator | list[torch.Generator] | None
+
+
+def _noise_like(x: Tensor, generator: Generators) -> Tensor:
+    """Normal noise shaped like x; with a list, image i draws from generator i (on the CPU, so
+    a seed gives the same image on any device and in any batch)."""
+    if isinstance(generator, list):
+        noise = torch.stack([torch.randn(x.shape[1:], generator=g) for g in generator])
+        return noise.to(device=x.device, dtype=x.dtype)
     return torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
 
 
@@ -43,7 +51,7 @@ def ddpm_sample(
     net: nn.Module,
     x_T: Tensor,
     progress: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     clip: bool = True,
 ) -> Tensor:
     """Denoise x_T (B, C, H, W) through all T steps; `clip` clamps each x0 estimate to [-1, 1]."""
@@ -77,7 +85,7 @@ def ddim_sample(
     steps: int = DEFAULT_DDIM_STEPS,
     eta: float = 0.0,
     progress: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     clip: bool = True,
 ) -> Tensor:
     """Denoise x_T in `steps` steps; eta = 0 is deterministic, eta = 1 is DDPM-like."""
@@ -119,12 +127,14 @@ def sample(
     eta: float = 0.0,
     batch_size: int | None = None,
     progress: bool = False,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
     clip: bool = True,
 ) -> Tensor:
     """Images (N, C, H, W) from starting noise (N, C, H, W), `batch_size` at a time.
 
     `steps` is DDIM's step count (50, or T if smaller, by default); DDPM always runs all T steps.
+    `generator` gives the per-step noise: one for all, or a list with one per image (then image
+    i is the same whatever the batch size).
     """
     if sampler not in SAMPLERS:
         raise ConfigError(f"unknown sampler {sampler!r}: use 'ddpm' or 'ddim'.")
@@ -136,10 +146,12 @@ def sample(
     if batch_size is not None and batch_size < 1:
         raise ConfigError(f"batch_size={batch_size} must be a positive integer.")
     steps = steps or min(DEFAULT_DDIM_STEPS, process.timesteps)
-    out = []
+    out, start = [], 0
     for x_T in noise.split(batch_size) if batch_size else (noise,):
+        gen = generator[start : start + len(x_T)] if isinstance(generator, list) else generator
+        start += len(x_T)
         if sampler == "ddpm":
-            out.append(ddpm_sample(process, net, x_T, progress, generator, clip))
+            out.append(ddpm_sample(process, net, x_T, progress, gen, clip))
         else:
-            out.append(ddim_sample(process, net, x_T, steps, eta, progress, generator, clip))
+            out.append(ddim_sample(process, net, x_T, steps, eta, progress, gen, clip))
     return torch.cat(out)

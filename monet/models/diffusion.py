@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import zlib
 from typing import Any, Literal
 
 import torch
@@ -13,6 +14,12 @@ from monet.diffusion import GaussianDiffusion, sample
 from monet.errors import ConfigError
 from monet.models.common import GenerativeModule
 from monet.models.ema import EMA, update_ema_
+
+
+def seed_of(x: torch.Tensor) -> int:
+    """A seed from a tensor's bytes: the same x always seeds the same stream."""
+    return zlib.crc32(x.float().contiguous().numpy().tobytes())
+
 
 DEFAULT_EMA = EMA(half_life=18_000, rampup=0.05)  # 0.995 a step at batch 128, with a ramp-up
 
@@ -93,9 +100,15 @@ class Diffusion(GenerativeModule):
         steps: int | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Images in [-1, 1] from starting noise x_T, with the EMA weights where present."""
+        """Images in [-1, 1] from starting noise x_T, with the EMA weights where present.
+
+        The per-step noise of DDPM (and DDIM with eta > 0) comes from one generator per image,
+        seeded from that image's x_T: image i depends on its own x_T alone, whatever the batch
+        or devices, and sampling never draws from the training's random streams.
+        """
         sampler = sampler or self.sampler
         steps = None if sampler == "ddpm" else steps or self.sampling_steps
+        generators = [torch.Generator().manual_seed(seed_of(x)) for x in noise.cpu()]
         x = sample(
             self.process,
             self.sampling_net,
@@ -105,6 +118,7 @@ class Diffusion(GenerativeModule):
             self.eta,
             self.sample_batch_size,
             progress,
+            generators,
         )
         return x.float().clamp(-1, 1)
 
