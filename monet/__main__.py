@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
@@ -56,6 +58,14 @@ class MonetCLI(LightningCLI):
             "needed; SWD and near-copies still run and pick the best checkpoint",
         )
 
+    def _parse_ckpt_path(self) -> None:
+        """Lightning reads the checkpoint's hyperparameters while parsing: check it first."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path not in (None, "last"):
+            read_weights(Path(path))
+        super()._parse_ckpt_path()
+
     def resolve_last_checkpoint(self) -> None:
         """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions.
 
@@ -63,6 +73,8 @@ class MonetCLI(LightningCLI):
         the one its previous attempt left.
         """
         config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") not in (None, "last"):
+            check_checkpoint(Path(config["ckpt_path"]), self.model)
         if config.get("ckpt_path") != "last":
             return
         root = run_dir(self.trainer).parent  # every version of this experiment
@@ -72,6 +84,7 @@ class MonetCLI(LightningCLI):
                 f"--ckpt_path last: no last.ckpt under {root}, so there is nothing to resume; "
                 "drop --ckpt_path to start afresh, or give the checkpoint file itself."
             )
+        check_checkpoint(found[-1], self.model)
         config["ckpt_path"] = str(found[-1])
         print(f"monet: resuming from {found[-1]}", file=sys.stderr)
 
@@ -111,6 +124,38 @@ class MonetCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The state_dict of checkpoint `path` (memory-mapped), or a one-line error with the fix."""
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file; give a .ckpt file or 'last'.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same mistake
+        raise ConfigError(
+            f"--ckpt_path {path} is not a readable Lightning checkpoint ({type(err).__name__}: "
+            f"{str(err)[:200]}); it may be truncated. Use another checkpoint, e.g. an older "
+            "best-*.ckpt, or drop --ckpt_path to start afresh."
+        ) from None
+
+
+def check_checkpoint(path: Path, model: LightningModule) -> None:
+    """Fail before the first step when `path` cannot be resumed into `model`: a missing,
+    truncated or foreign file, or weights of another family, network or image size."""
+    weights = read_weights(path)
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    reshaped = [k for k in own if k in weights and weights[k].shape != own[k].shape]
+    if missing or unexpected or reshaped:
+        problems = {"missing": missing, "unexpected": unexpected, "other shapes": reshaped}
+        said = "; ".join(f"{n}: {', '.join(v[:3])}" for n, v in problems.items() if v)
+        raise ConfigError(
+            f"--ckpt_path {path} was written by another model than this config's "
+            f"{type(model).__name__} ({said}): another family, network, width or image size. "
+            "Use the config (and --data.image_size) the checkpoint was trained with."
+        )
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:

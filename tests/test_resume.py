@@ -118,3 +118,27 @@ def test_a_run_killed_with_sigkill_continues_from_its_last_checkpoint(name, kagg
     (final,) = [p for p in tmp_path.rglob("last.ckpt") if p != last] or [last]
     # a GAN batch may end on a critic and a generator step: max_steps is reached within one
     assert killed_at + 2 <= torch.load(final, weights_only=False)["global_step"] <= killed_at + 3
+
+
+@pytest.mark.slow
+def test_checkpoints_that_cannot_resume_this_config_fail_before_the_first_step(
+    kaggle_dir, tmp_path
+):
+    wgan = ROOT / "configs" / "wgan_gp.yaml"
+    fit(wgan, kaggle_dir, tmp_path / "a", 1)
+    (last,) = (tmp_path / "a").rglob("last.ckpt")
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
+    text = tmp_path / "notes.ckpt"
+    text.write_text("not a checkpoint")
+    cases = [
+        (wgan, truncated, [], "not a readable Lightning checkpoint"),
+        (wgan, text, [], "not a readable Lightning checkpoint"),
+        (wgan, tmp_path / "nowhere.ckpt", [], "no such file"),
+        (ROOT / "configs" / "fastgan.yaml", last, [], "another model"),  # another family/net
+        (wgan, last, ["--data.image_size", "64"], "other shapes"),  # another image size
+    ]
+    for config, path, extra, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            fit(config, kaggle_dir, tmp_path / "b", 2, "--ckpt_path", str(path), *extra)
+    assert not list((tmp_path / "b").rglob("*.ckpt"))  # nothing trained, nothing written

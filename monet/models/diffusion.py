@@ -65,7 +65,9 @@ class Diffusion(GenerativeModule):
     ) -> None:
         super().__init__()
         self.channels_last, self.compile = channels_last, compile
-        self.save_hyperparameters(ignore=["denoiser", "process", "optimizer", "lr_scheduler"])
+        self.save_hyperparameters(
+            ignore=["denoiser", "process", "optimizer", "lr_scheduler", "ema"]
+        )  # the EMA settings are in the run's config.yaml; checkpoints hold plain types
         self.denoiser = denoiser
         self.process = process if process is not None else GaussianDiffusion()
         self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta

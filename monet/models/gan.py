@@ -81,7 +81,7 @@ class GAN(GenerativeModule):
         if n_critic < 1:
             raise ConfigError(f"model n_critic={n_critic} must be at least 1.")
         self.save_hyperparameters(
-            ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler"]
+            ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
         )
         self.generator = generator
         self.critic = spectral_norm_all(critic) if spectral_norm else critic
