@@ -17,9 +17,9 @@ class LossCurves(L.Callback):
     """Record the logged ``train/*`` scalars and draw them, one panel each, at the end.
 
     They are read every `every_n_steps` steps (by default the trainer's `log_every_n_steps`,
-    when the loggers read them too), never in between: reading a metric on a GPU waits for the
-    step to finish. At most `max_points` points a series are kept (every other one is dropped
-    when full), so checkpoints stay small in long runs.
+    when the loggers read them too) and at the end of each epoch, never in between: reading a
+    metric on a GPU waits for the step to finish. At most `max_points` points a series are
+    kept (every other one is dropped when full), so checkpoints stay small in long runs.
     """
 
     def __init__(
@@ -29,8 +29,13 @@ class LossCurves(L.Callback):
         self.history: dict[str, list[tuple[int, float]]] = {}
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if trainer.global_step % (self.every_n_steps or trainer.log_every_n_steps or 1):
-            return
+        if trainer.global_step % (self.every_n_steps or trainer.log_every_n_steps or 1) == 0:
+            self.record(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, *args) -> None:
+        self.record(trainer)  # short runs get their points too
+
+    def record(self, trainer: L.Trainer) -> None:
         for key, value in trainer.callback_metrics.items():
             if key.startswith(self.prefix) and value.numel() == 1:
                 series = self.history.setdefault(key, [])
