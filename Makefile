@@ -7,7 +7,7 @@ DEMO_CONFIG ?= configs/wgan_gp.yaml
 DEMO_STEPS ?= 40
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format fit demo bench clean
+.PHONY: install test lint format fit demo bench quality clean
 
 install: $(VENV)/.installed
 
@@ -44,6 +44,11 @@ bench: install
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/diffusion.py
 	$(BIN)/python benchmarks/train.py
+
+# Sample quality of one config after MINUTES of training on the real data (MONET_DATA)
+MINUTES ?= 20
+quality: install
+	$(BIN)/python benchmarks/quality.py $(CONFIG) --minutes $(MINUTES)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

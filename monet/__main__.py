@@ -14,10 +14,10 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from monet.callbacks import EvalMetrics, ImageExport
-from monet.callbacks.rundir import run_dir
 from monet.data import MonetDataModule
 from monet.errors import ConfigError, MonetError
 from monet.malloc import keep_freed_memory
+from monet.rundir import run_dir
 
 
 class SaveConfig(SaveConfigCallback):
@@ -67,7 +67,8 @@ class MonetCLI(LightningCLI):
         super()._parse_ckpt_path()
 
     def resolve_last_checkpoint(self) -> None:
-        """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions.
+        """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions, or
+        the newer hpc_ckpt_N.ckpt that Lightning wrote on SLURM's signal before a requeue.
 
         Lightning looks only in the new run's own (empty) version folder; a resumed job wants
         the one its previous attempt left.
@@ -78,7 +79,9 @@ class MonetCLI(LightningCLI):
         if config.get("ckpt_path") != "last":
             return
         root = run_dir(self.trainer).parent  # every version of this experiment
-        found = sorted(root.glob("**/last.ckpt"), key=lambda p: p.stat().st_mtime)
+        # and the checkpoint Lightning saves on SLURM's pre-emption signal before a requeue
+        hpc = Path(self.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+        found = sorted([*root.glob("**/last.ckpt"), *hpc], key=lambda p: p.stat().st_mtime)
         if not found:
             raise ConfigError(
                 f"--ckpt_path last: no last.ckpt under {root}, so there is nothing to resume; "

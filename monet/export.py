@@ -55,7 +55,7 @@ def _check_count(n: int, count_range: tuple[int, int], what: str) -> None:
         )
 
 
-def _to_uint8(batch: Tensor, index: int) -> np.ndarray:
+def _hwc_arrays(batch: Tensor, index: int) -> np.ndarray:
     """(B, 3, H, W) floats in [-1, 1] or uint8 -> (B, H, W, 3) uint8, with format checks."""
     if batch.ndim != 4 or batch.shape[1] != 3:
         raise DataError(
@@ -149,7 +149,7 @@ def write_submission(
             ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool,
         ):
             for index, batch in enumerate(images):
-                arrays = _to_uint8(batch, index)
+                arrays = _hwc_arrays(batch, index)
                 if n + len(arrays) > hi or (count is not None and n + len(arrays) > count):
                     limit = hi if count is None else min(count, hi)
                     raise DataError(

@@ -129,6 +129,24 @@ def test_command_line_errors_are_one_clear_line(tmp_path):
     assert "kaggle competitions download" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "config, key, value, message",
+    [
+        ("wgan_gp", "optimizer.init_args.lr", "-1", "model.init_args.optimizer: Invalid learning"),
+        ("fastgan", "critic_optimizer.init_args.betas", "[0.5,1.5]", "critic_optimizer: Invalid"),
+        ("ddpm_lib", "optimizer.init_args.lr", "-1", "model.init_args.optimizer: Invalid learning"),
+    ],
+)
+def test_out_of_range_optimizer_values_fail_before_the_first_step(
+    config, key, value, message, kaggle_dir, tmp_path
+):
+    path = ROOT / "configs" / f"{config}.yaml"
+    args = [*small(path, kaggle_dir, tmp_path), *shrink_nets(path), "--inception", "false"]
+    with pytest.raises(ConfigError, match=message):
+        cli_main(["fit", *args, f"--model.init_args.{key}", value])
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
 @pytest.mark.slow
 def test_wgan_gp_on_the_real_data_leaves_checkpoint_and_grid(shared_data, tmp_path):
     config = ROOT / "configs/wgan_gp.yaml"

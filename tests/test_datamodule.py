@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from conftest import make_kaggle_zip
@@ -13,8 +15,9 @@ from monet.errors import ConfigError
 class FakeTrainer:
     """Just what on_after_batch_transfer reads."""
 
-    def __init__(self, training: bool) -> None:
+    def __init__(self, training: bool, channels_last: bool = False) -> None:
         self.training, self.global_rank, self.predicting = training, 0, False
+        self.lightning_module = SimpleNamespace(channels_last=channels_last)
 
 
 def test_setup_decodes_once_into_uint8(kaggle_dir):
@@ -105,3 +108,15 @@ def test_real_shared_data(shared_data):
     dm = MonetDataModule(str(shared_data), image_size=64, augment=Augment(five_crop=FiveCrop(True)))
     dm.setup()
     assert dm.real.shape == (300, 3, 64, 64) and len(dm.train_images) == 1800
+
+
+def test_batches_reach_a_channels_last_model_in_channels_last(kaggle_dir):
+    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    for training in (True, False):
+        dm.trainer = FakeTrainer(training, channels_last=True)
+        out = dm.on_after_batch_transfer(batch, 0)
+        assert out.is_contiguous(memory_format=torch.channels_last)
+    dm.trainer = FakeTrainer(True)
+    assert dm.on_after_batch_transfer(batch, 0).is_contiguous()

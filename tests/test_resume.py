@@ -142,3 +142,16 @@ def test_checkpoints_that_cannot_resume_this_config_fail_before_the_first_step(
         with pytest.raises(ConfigError, match=message):
             fit(config, kaggle_dir, tmp_path / "b", 2, "--ckpt_path", str(path), *extra)
     assert not list((tmp_path / "b").rglob("*.ckpt"))  # nothing trained, nothing written
+
+
+@pytest.mark.slow
+def test_ckpt_path_last_takes_a_newer_slurm_requeue_checkpoint(kaggle_dir, tmp_path, capsys):
+    config = ROOT / "configs" / "wgan_gp.yaml"
+    fit(config, kaggle_dir, tmp_path, 1)
+    (last,) = tmp_path.rglob("last.ckpt")
+    hpc = tmp_path / "hpc_ckpt_1.ckpt"  # where Lightning saves on SIGUSR1 (default_root_dir)
+    hpc.write_bytes(last.read_bytes())
+    os.utime(hpc, (last.stat().st_mtime + 5,) * 2)
+    cli = fit(config, kaggle_dir, tmp_path, 2, "--ckpt_path", "last")
+    assert f"resuming from {hpc}" in capsys.readouterr().err
+    assert cli.trainer.current_epoch == 2

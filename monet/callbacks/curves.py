@@ -8,7 +8,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 from PIL import Image, ImageDraw
 
-from monet.callbacks.rundir import run_dir
+from monet.rundir import run_dir
 
 COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 

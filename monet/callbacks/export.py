@@ -13,15 +13,15 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
 from monet.errors import MonetError
-from monet.images import to_uint8 as images_to_uint8
+from monet.images import to_uint8
 
 
-def to_uint8(images: torch.Tensor, size: int | None) -> torch.Tensor:
+def resized_uint8(images: torch.Tensor, size: int | None) -> torch.Tensor:
     """[-1, 1] float (B, 3, h, w) -> uint8 (B, 3, size, size) on the CPU, upsampled bicubically."""
     images = images.float()
     if size is not None and images.shape[-1] != size:
         images = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
-    return images_to_uint8(images).cpu()
+    return to_uint8(images).cpu()
 
 
 class ImageExport(BasePredictionWriter):
@@ -60,10 +60,10 @@ class ImageExport(BasePredictionWriter):
     ) -> None:
         index = torch.as_tensor(list(batch_indices))
         if self.kaggle:  # kept at the model's size: 7,000 x 3 x 64 x 64 is 86 MB
-            self.parts.append((index, to_uint8(prediction, None)))
+            self.parts.append((index, resized_uint8(prediction, None)))
             return
         self.output.mkdir(parents=True, exist_ok=True)
-        for i, image in zip(index.tolist(), to_uint8(prediction, self.size)):
+        for i, image in zip(index.tolist(), resized_uint8(prediction, self.size)):
             data = encode_png(image) if self.format == "png" else encode_jpeg(image, self.quality)
             (self.output / f"{i:05d}.{self.format}").write_bytes(data.numpy().tobytes())
 

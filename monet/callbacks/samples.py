@@ -10,7 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from PIL import Image
 from torchvision.utils import save_image
 
-from monet.callbacks.rundir import run_dir
+from monet.rundir import run_dir
 
 
 class SampleGrid(L.Callback):

@@ -12,9 +12,9 @@ import torch.distributed as dist
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from monet.callbacks.rundir import run_dir
 from monet.errors import ConfigError, MonetError
 from monet.nets.common import cpu_has_bf16
+from monet.rundir import run_dir
 
 
 class TrainingDiverged(MonetError):
@@ -85,11 +85,6 @@ class GenerativeModule(L.LightningModule):
                 {"effective_batch_size": effective, "world_size": trainer.world_size}
             )
 
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.channels_last and isinstance(batch, torch.Tensor) and batch.ndim == 4:
-            return batch.contiguous(memory_format=torch.channels_last)
-        return batch
-
     def compilable(self) -> tuple[str, ...]:
         """The networks `compile` may compile (a family may need to leave one out)."""
         return self.networks
@@ -147,6 +142,15 @@ class GenerativeModule(L.LightningModule):
                 "rate, use --trainer.precision 32, or resume from that file with --ckpt_path."
             )
         return False
+
+
+def build_optimizer(make: Any, params: Any, key: str) -> torch.optim.Optimizer:
+    """`make(params)`, with an optimizer's own check of its values (a negative lr, betas out of
+    [0, 1)) turned into a one-line error that names the YAML key."""
+    try:
+        return make(params)
+    except ValueError as err:
+        raise ConfigError(f"model.init_args.{key}: {err}; fix the value in the YAML.") from None
 
 
 def check_sizes(module: L.LightningModule, *names: str) -> None:

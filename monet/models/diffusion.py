@@ -12,7 +12,7 @@ from torch import nn
 
 from monet.diffusion import GaussianDiffusion, sample
 from monet.errors import ConfigError
-from monet.models.common import GenerativeModule
+from monet.models.common import GenerativeModule, build_optimizer
 from monet.models.ema import EMA, update_ema_
 
 
@@ -126,7 +126,7 @@ class Diffusion(GenerativeModule):
 
     # -- training -------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.denoiser.parameters())
+        optimizer = build_optimizer(self.optimizer, self.denoiser.parameters(), "optimizer")
         if self.lr_scheduler is None:
             return optimizer
         scheduler = {"scheduler": self.lr_scheduler(optimizer), "interval": "step"}

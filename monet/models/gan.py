@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 from typing import Any
 
 import torch
@@ -14,7 +15,7 @@ from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
-from monet.models.common import GenerativeModule
+from monet.models.common import GenerativeModule, build_optimizer
 from monet.models.ema import EMA, standing_stats_, update_ema_
 from monet.nets.common import spectral_norm_all
 
@@ -132,14 +133,12 @@ class GAN(GenerativeModule):
 
     # -- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        def build(make: OptimizerCallable | None, net: nn.Module) -> torch.optim.Optimizer:
-            if make is None:
-                return torch.optim.Adam(net.parameters(), lr=1e-4, betas=(0.0, 0.9))
-            return make(net.parameters())
-
+        report = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.0, 0.9))
         optimizers = [
-            build(self.optimizer, self.generator),
-            build(self.critic_optimizer, self.critic),
+            build_optimizer(self.optimizer or report, self.generator.parameters(), "optimizer"),
+            build_optimizer(
+                self.critic_optimizer or report, self.critic.parameters(), "critic_optimizer"
+            ),
         ]
         if self.lr_scheduler is None:
             return optimizers
