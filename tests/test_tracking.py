@@ -118,6 +118,8 @@ def test_without_inception_the_best_checkpoint_follows_swd_and_near_copies(kaggl
     [
         (("every_n_epochs: 50", "every_n_epochs: 15"), "not a multiple of"),
         (("swd: true", "swd: true\n        sampling_steps: 10"), "sampling_steps is for diffusion"),
+        (("monitor: metrics/selection", "monitor: metrics/fid"), "does not log"),
+        (("swd: true", "swd: false"), "does not log"),
     ],
 )
 def test_metric_settings_that_cannot_work_stop_the_run_at_startup(

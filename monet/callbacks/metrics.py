@@ -62,7 +62,21 @@ class EvalMetrics(L.Callback):
             epochs = min(epochs, -(-trainer.max_steps // batches))
         return epochs >= self.every_n_epochs
 
+    def logged(self) -> set[str]:
+        """The keys this callback logs with its settings."""
+        keys = {"fid", "kid_mean", "kid_std", "mifid"} if self.inception else set()
+        keys |= {"swd", "near_copies"} if self.swd else set()
+        return {f"metrics/{k}" for k in keys | ({"selection"} if keys else set())}
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        for checkpoint in trainer.checkpoint_callbacks:
+            monitor = getattr(checkpoint, "monitor", None) or ""
+            if monitor.startswith("metrics/") and monitor not in self.logged():
+                raise ConfigError(
+                    f"a ModelCheckpoint monitors {monitor}, which EvalMetrics does not log with "
+                    f"inception={self.inception}, swd={self.swd}: monitor one of "
+                    f"{sorted(self.logged()) or 'nothing (turn swd on)'}, e.g. metrics/selection."
+                )
         every_val = trainer.check_val_every_n_epoch or 1
         if self.every_n_epochs % every_val:
             raise ConfigError(
