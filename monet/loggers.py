@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import socket
 from pathlib import Path
 from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
+
+from monet.network import reachable
 
 
 def wandb_can_sync(host: str = "api.wandb.ai", timeout: float = 2.0) -> bool:
@@ -21,11 +22,7 @@ def wandb_can_sync(host: str = "api.wandb.ai", timeout: float = 2.0) -> bool:
     )
     if not has_key:
         return False
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-    except OSError:
-        return False
-    return True
+    return reachable(f"https://{host}", timeout) is None  # through a proxy where one is set
 
 
 class WandbLogger(_WandbLogger):

@@ -154,3 +154,25 @@ def test_loss_curves_read_metrics_only_at_log_steps_and_stay_bounded():
     assert Metrics.reads == 20  # steps 10, 20, ..., 200: never in between
     series = curves.history["train/loss"]
     assert len(series) <= 8 and series[0] == (10, 10.0) and series[-1] == (200, 200.0)
+
+
+def test_one_network_probe_goes_through_the_proxy(monkeypatch):
+    """W&B and the Inception download ask the same probe; a cluster behind a proxy reaches the
+    proxy, not the host (which it cannot resolve)."""
+    import socket
+
+    from monet.loggers import wandb_can_sync
+
+    tried = []
+
+    def connect(address, timeout=None):
+        tried.append(address)
+        return socket.socket()  # closed at once by the probe
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setenv("https_proxy", "http://proxy.cluster:3128")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    assert wandb_can_sync()
+    assert tried == [("proxy.cluster", 3128)]

@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import torch
 from torch import nn
 
 from monet.errors import ConfigError
+from monet.network import reachable
 
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = (
@@ -44,34 +42,6 @@ def _how_to_fix(option: str) -> str:
         f"`curl -L -o {cache / INCEPTION_FILENAME} {INCEPTION_URL}`, or any `python -m monet fit` "
         f"with metrics on, then copy it)."
     )
-
-
-def _reachable(url: str, timeout: float) -> str | None:
-    """None if a TCP connection to the URL's host (or its proxy) opens within `timeout` seconds.
-
-    Otherwise the reason. Name resolution has no timeout of its own, so the whole probe runs in a
-    daemon thread: an offline machine whose resolver or firewall stays silent costs `timeout`
-    seconds, not the minutes of the system defaults.
-    """
-    parts = urllib.parse.urlsplit(url)
-    proxy = urllib.request.getproxies().get(parts.scheme)
-    if proxy and not urllib.request.proxy_bypass(parts.hostname or ""):
-        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    result: list[str | None] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=timeout).close()
-            result.append(None)
-        except OSError as err:
-            result.append(f"cannot connect to {host}:{port} ({err})")
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout)
-    return result[0] if result else f"no answer from {host}:{port} within {timeout:g} s"
 
 
 def resolve_inception_weights(
@@ -118,7 +88,7 @@ def resolve_inception_weights(
     )
     if not download:
         raise ConfigError(f"{missing}; downloading is off. {_how_to_fix(option)}")
-    reason = _reachable(url, timeout)
+    reason = reachable(url, timeout)
     if reason is None:
         # urlopen inside download_url_to_file has no timeout: bound each socket operation
         # (process-wide, for the seconds of this startup download only).
