@@ -40,7 +40,6 @@ import torch.nn.functional as F
 from common import data_root
 
 from monet.__main__ import cli_main
-from monet.callbacks import EvalMetrics
 from monet.data import MonetDataModule
 from monet.images import to_unit
 from monet.malloc import keep_freed_memory
@@ -80,19 +79,17 @@ def train(args, root: Path, out: Path) -> tuple[L.LightningModule, StepTimer, L.
         [
             "--config",
             args.config,
-            f"--data.root={root}",
+            *(f"--{override}" for override in args.set),  # first: a new logger class keeps
+            f"--data.root={root}",  # the folders set below
             f"--trainer.default_root_dir={out}",
             f"--trainer.logger.init_args.save_dir={out}",
             "--trainer.max_epochs=-1",
+            "--inception=false",  # weight-free: SWD and near-copies only
             *stop,
-            *(f"--{override}" for override in args.set),
         ],
         run=False,
     )
     trainer = cli.trainer
-    for callback in trainer.callbacks:
-        if isinstance(callback, EvalMetrics):
-            callback.inception = False  # weight-free: SWD and near-copies only
     timer = StepTimer()
     trainer.callbacks.append(timer)
     trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -137,7 +134,8 @@ def resize(images: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def paintings_and_photos(root: Path, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(all paintings, first half, second half) at `size` px, and `num` photos (or None)."""
+    """All paintings (uint8), two seeded halves of `num` at `size` px, and `num` photos (or
+    None where the data has none)."""
     dm = MonetDataModule(str(root), image_size=args.size)
     dm.setup("fit")
     real = resize(dm.real, args.size)

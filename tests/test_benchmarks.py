@@ -79,14 +79,14 @@ def test_quality_benchmark_trains_exports_and_prints_its_table():
         "quality.py",
         str(ROOT / "configs" / "fastgan.yaml"),
         *("--steps", "4", "--num", "8", "--size", "32", "--plain-steps", "2"),
-        *("--set", "data.image_size=32", "data.batch_size=4"),
-        "trainer.logger.class_path=lightning.pytorch.loggers.CSVLogger",
+        *("--set", "data.image_size=32", "data.batch_size=4"),  # W&B offline, as it ships
     )
     summary = next(line for line in lines if line.startswith("fastgan:"))
     assert "4 optimizer steps" in summary and "plain loop" in summary
     rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
     assert float(rows["two halves of the real paintings (the floor)"][1]) == 1.0
     ema = rows["generated, EMA network (buffers: standing)"]
-    assert float(ema[0]) > 0 and ema[2].strip().endswith("%") and ema[4].strip() == "2 G / 2 D"
+    assert float(ema[0]) > 0 and ema[2].strip().endswith("%")
+    assert ema[4].strip() == "1 G / 3 D"  # n_critic 2: critic, critic + generator, critic
     assert "generated, raw network" in rows
     assert "generated, raw network, standing BatchNorm statistics" in rows
