@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 CONFIG ?= configs/wgan_gp.yaml
-DEMO_CONFIG ?= configs/wgan_gp.yaml
+DEMO_CONFIG ?= configs/fastgan.yaml
 DEMO_STEPS ?= 40
 PYTEST_ARGS ?=
 
