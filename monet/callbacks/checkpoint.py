@@ -32,8 +32,8 @@ class LastCheckpoint(L.Callback):
     ) -> None:
         self.every_n_epochs, self.every_minutes = every_n_epochs, every_minutes
         self.min_seconds = min_seconds
-        self._last_write = -float("inf")  # the first epoch's end writes one
-        self._saved_step: int | None = None
+        self._last_write = time.monotonic()
+        self._saved_step: int | None = None  # the step of the newest write of this run
 
     def path(self, trainer: L.Trainer) -> Path:
         return run_dir(trainer) / "checkpoints" / "last.ckpt"
@@ -52,13 +52,18 @@ class LastCheckpoint(L.Callback):
         done = self._saved_step == trainer.global_step  # nothing new since the last write
         return bool(trainer.fast_dev_run) or trainer.sanity_checking or done
 
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._last_write = time.monotonic()  # the clock of `every_minutes` starts with training
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         due = self.every_minutes and time.monotonic() - self._last_write > 60 * self.every_minutes
         if due and not self._skip(trainer):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        recent = time.monotonic() - self._last_write < self.min_seconds
+        recent = (  # the first epoch's end always writes
+            self._saved_step is not None and time.monotonic() - self._last_write < self.min_seconds
+        )
         if (trainer.current_epoch + 1) % self.every_n_epochs or recent or self._skip(trainer):
             return
         self.save(trainer)

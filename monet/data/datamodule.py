@@ -201,7 +201,7 @@ class MonetDataModule(L.LightningDataModule):
         if trainer is not None and trainer.training:
             x = augment_batch_(x, self.augment, self._generator(trainer.global_rank))
             self._steps += 1
-        if trainer is not None and getattr(trainer.lightning_module, "channels_last", False):
+        if getattr(getattr(trainer, "lightning_module", None), "channels_last", False):
             x = x.contiguous(memory_format=torch.channels_last)  # the model's NHWC option
         return x
 
