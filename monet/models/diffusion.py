@@ -13,7 +13,7 @@ from torch import nn
 from monet.diffusion import GaussianDiffusion, sample
 from monet.errors import ConfigError
 from monet.models.common import GenerativeModule, build_optimizer
-from monet.models.ema import EMA, update_ema_
+from monet.models.ema import EMA, step_ema_
 
 
 def seed_of(x: torch.Tensor) -> int:
@@ -160,6 +160,4 @@ class Diffusion(GenerativeModule):
         trainer = self._trainer
         if trainer is not None:
             batch_size *= trainer.world_size * trainer.accumulate_grad_batches
-        beta = self.ema_config.beta(self.ema_updates, batch_size)
-        if beta is not None:
-            update_ema_(self.ema, self.denoiser, beta, self.ema_config.buffers)
+        step_ema_(self.ema, self.denoiser, self.ema_config, self.ema_updates, batch_size)

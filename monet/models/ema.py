@@ -102,8 +102,20 @@ def update_ema_(ema: nn.Module, live: nn.Module, beta: float, buffers: str = "av
             ema_buf.copy_(buf)
 
 
+def step_ema_(ema: nn.Module, live: nn.Module, config: EMA, step: int, images: int) -> None:
+    """Optimizer step `step` of `config`'s clock, `images` per step (summed over devices)."""
+    beta = config.beta(step, images)
+    if beta is not None:
+        update_ema_(ema, live, beta, config.buffers)
+
+
+def batch_norms(net: nn.Module) -> list[_BatchNorm]:
+    """The BatchNorm layers of `net` that keep running statistics."""
+    return [m for m in net.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+
+
 def has_batch_stats(net: nn.Module) -> bool:
-    return any(isinstance(m, _BatchNorm) and m.track_running_stats for m in net.modules())
+    return bool(batch_norms(net))
 
 
 @torch.no_grad()
@@ -116,7 +128,7 @@ def standing_stats_(
     averaging (momentum None), from a fixed seed: the same weights always get the same
     statistics, on every rank and whatever the sampling batch size. Only buffers change.
     """
-    norms = [m for m in net.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    norms = batch_norms(net)
     if not norms:
         return
     modes = {m: m.training for m in net.modules()}

@@ -16,7 +16,7 @@ from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
 from monet.models.common import GenerativeModule, build_optimizer
-from monet.models.ema import EMA, standing_stats_, update_ema_
+from monet.models.ema import EMA, standing_stats_, step_ema_
 from monet.nets.common import spectral_norm_all
 
 
@@ -207,10 +207,8 @@ class GAN(GenerativeModule):
         self.ema_updates += 1
         if self.generator_ema is None:
             return
-        world = self._trainer.world_size if self._trainer is not None else 1
-        beta = self.ema.beta(self.ema_updates, batch_size * world)
-        if beta is not None:
-            update_ema_(self.generator_ema, self.generator, beta, self.ema.buffers)
+        images = batch_size * (self._trainer.world_size if self._trainer is not None else 1)
+        step_ema_(self.generator_ema, self.generator, self.ema, self.ema_updates, images)
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> None:
         gen = torch.Generator().manual_seed(batch_idx)  # the training RNG stream stays untouched
