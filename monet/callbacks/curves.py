@@ -29,7 +29,7 @@ class LossCurves(L.Callback):
         self.history: dict[str, list[tuple[int, float]]] = {}
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if trainer.global_step % (self.every_n_steps or trainer.log_every_n_steps or 1) == 0:
+        if is_log_step(trainer, self.every_n_steps):
             self.record(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, *args) -> None:
@@ -54,6 +54,13 @@ class LossCurves(L.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.history = state_dict["history"]
+
+
+def is_log_step(trainer: L.Trainer, every: int | None = None) -> bool:
+    """Whether this training batch is one the loggers log (or every `every`-th batch): the
+    batches where reading a metric costs no extra wait on a GPU. Call it in on_train_batch_end."""
+    every = every or trainer.log_every_n_steps or 50
+    return (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every == 0
 
 
 def draw_curves(

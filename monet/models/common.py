@@ -12,13 +12,8 @@ import torch.distributed as dist
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from monet.errors import ConfigError, MonetError
+from monet.errors import ConfigError
 from monet.nets.common import cpu_has_bf16
-from monet.rundir import run_dir
-
-
-class TrainingDiverged(MonetError):
-    """The loss stayed NaN or infinite for too many steps in a row."""
 
 
 class GenerativeModule(L.LightningModule):
@@ -32,9 +27,6 @@ class GenerativeModule(L.LightningModule):
     counters: tuple[str, ...] = ()  # int attributes saved in checkpoints for an exact resume
     channels_last = False  # NHWC activations: faster convolutions on GPUs and most CPUs
     compile = False  # torch.compile every network
-    max_nonfinite_steps: int = 10  # stop after this many non-finite losses in a row
-    nonfinite_in_row = 0
-    nonfinite_total = 0
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -117,31 +109,6 @@ class GenerativeModule(L.LightningModule):
         if states:  # this rank's stream, or rank 0's when the run had fewer ranks
             rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
             set_rng_state(states[rank if rank < len(states) else 0])
-
-    def finite(self, loss: torch.Tensor) -> bool:
-        """False (skip this step) when the loss is NaN or inf on any device.
-
-        Every rank takes the same decision, so DDP never waits on a rank that skipped. After
-        `max_nonfinite_steps` in a row, the weights (untouched by the skipped steps, so the
-        last good ones) are saved and the run stops with a message saying where and why.
-        """
-        ok = bool(torch.isfinite(loss.detach()).all())
-        ok = self.trainer.strategy.reduce_boolean_decision(ok, all=True)
-        if ok:
-            self.nonfinite_in_row = 0
-            return True
-        self.nonfinite_in_row += 1
-        self.nonfinite_total += 1
-        self.log("train/nonfinite_steps", float(self.nonfinite_total))
-        if self.nonfinite_in_row >= self.max_nonfinite_steps:
-            path = run_dir(self.trainer) / "checkpoints" / "last-finite.ckpt"
-            self.trainer.save_checkpoint(path)
-            raise TrainingDiverged(
-                f"the loss was NaN or inf for {self.nonfinite_in_row} steps in a row (step "
-                f"{self.global_step}); the last good weights are in {path}. Lower the learning "
-                "rate, use --trainer.precision 32, or resume from that file with --ckpt_path."
-            )
-        return False
 
 
 def build_optimizer(make: Any, params: Any, key: str) -> torch.optim.Optimizer:

@@ -47,7 +47,7 @@ class Diffusion(GenerativeModule):
     """
 
     networks = ("denoiser",)
-    counters = ("ema_updates", "nonfinite_total")
+    counters = ("ema_updates",)
 
     def __init__(
         self,
@@ -132,12 +132,10 @@ class Diffusion(GenerativeModule):
         scheduler = {"scheduler": self.lr_scheduler(optimizer), "interval": "step"}
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
 
-    def training_step(self, x0: torch.Tensor, batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, x0: torch.Tensor, batch_idx: int) -> torch.Tensor:
         self.batch_size = len(x0)
         loss = self.process.loss(self.denoiser, x0)
-        if not self.finite(loss):
-            return None  # Lightning skips backward and the optimizer step
-        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/loss", loss.detach())
         return loss
 
     def validation_step(self, x0: torch.Tensor, batch_idx: int) -> None:

@@ -51,7 +51,7 @@ class GAN(GenerativeModule):
     """
 
     networks = ("generator", "critic")
-    counters = ("critic_steps", "ema_updates", "nonfinite_total")
+    counters = ("critic_steps", "ema_updates")
     ddp_unused_parameters = True  # the CLI picks ddp_find_unused_parameters_true under DDP
 
     def __init__(
@@ -150,7 +150,8 @@ class GAN(GenerativeModule):
 
     def training_step(self, real: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_c = self.optimizers()
-        fake = self.generator(self.sample_noise(len(real)).to(self.device))
+        noise = torch.randn(len(real), self.generator.latent_dim, device=self.device)
+        fake = self.generator(noise)  # noise drawn on the device: no host-to-device copy
 
         self.toggle_optimizer(opt_c)
         real_aug, fake_aug = self.augment(real), self.augment(fake.detach())
@@ -168,9 +169,6 @@ class GAN(GenerativeModule):
             r1 = r1_penalty(self.critic, real_aug)
             loss_c = loss_c + 0.5 * self.r1_gamma * r1
             logs["r1_penalty"] = r1.detach()
-        if not self.finite(loss_c):  # skip the whole cycle step; the weights stay as they were
-            self.untoggle_optimizer(opt_c)
-            return
         opt_c.zero_grad(set_to_none=True)
         self.backward_outside_autocast(loss_c)
         opt_c.step()
@@ -181,14 +179,13 @@ class GAN(GenerativeModule):
         if self.critic_steps % self.n_critic == 0:
             self.toggle_optimizer(opt_g)
             loss_g = generator_loss(self.loss, self.critic(self.augment(fake)))
-            if self.finite(loss_g):
-                opt_g.zero_grad(set_to_none=True)
-                self.backward_outside_autocast(loss_g)
-                opt_g.step()
-                self.update_ema(len(real))
-                for scheduler in self.lr_schedulers() or []:
-                    scheduler.step()
-                self.log("train/gen_loss", loss_g.detach(), prog_bar=True)
+            opt_g.zero_grad(set_to_none=True)
+            self.backward_outside_autocast(loss_g)
+            opt_g.step()  # a NaN or inf step leaves the weights as they were (NonFiniteGuard)
+            self.update_ema(len(real))
+            for scheduler in self.lr_schedulers() or []:
+                scheduler.step()
+            self.log("train/gen_loss", loss_g.detach())
             self.untoggle_optimizer(opt_g)
 
     def backward_outside_autocast(self, loss: torch.Tensor) -> None:
