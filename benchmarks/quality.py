@@ -97,7 +97,7 @@ def train(args, root: Path, out: Path) -> tuple[L.LightningModule, StepTimer, L.
 
 
 def ema_attribute(model: L.LightningModule) -> str:
-    return "generator_ema" if isinstance(model, GAN) else "ema"
+    return "generator_ema" if hasattr(model, "generator_ema") else "ema"
 
 
 @contextmanager
@@ -118,11 +118,14 @@ def with_standing_stats(model: GAN, net: torch.nn.Module) -> torch.nn.Module:
     return net
 
 
-def generate(model: L.LightningModule, num: int, size: int, batch: int = 50) -> torch.Tensor:
-    seeds = torch.arange(num)
+def generate(model: L.LightningModule, inputs: torch.Tensor, size: int, batch: int = 50):
+    """What `predict` makes of `inputs`: per-image seeds, or photos (uint8) to translate."""
     with torch.no_grad():
-        images = torch.cat([model.predict_step(s, 0) for s in seeds.split(batch)]).float().cpu()
-    return resize(images, size)
+        images = [
+            model.predict_step(to_unit(x) if x.dtype == torch.uint8 else x, 0).float().cpu()
+            for x in inputs.split(batch)
+        ]
+    return resize(torch.cat(images), size)
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -145,8 +148,7 @@ def paintings_and_photos(root: Path, args) -> tuple[torch.Tensor, torch.Tensor, 
     try:
         pm = MonetDataModule(str(root), domain="photo", image_size=args.size)
         pm.setup("fit")
-        pick = torch.randperm(len(pm.real), generator=torch.Generator().manual_seed(1))
-        photos = resize(pm.real[pick[: args.num]], args.size)
+        photos = resize(pm.real[pick_photos(pm.real, args.num)], args.size)
     except Exception as err:  # noqa: BLE001 - no photos here: the row is left out
         print(f"no photo baseline: {err}")
     return dm.real, (real[order[:half]], real[order[half : 2 * half]]), photos
@@ -178,26 +180,32 @@ def main() -> None:
     model.eval()
     gan = isinstance(model, GAN)
     steps = f"{model.ema_updates} G / {model.critic_steps} D" if gan else f"{trainer.global_step}"
+    inputs = torch.arange(args.num)  # per-image seeds, as `predict` draws them
+    made = "generated"
+    if getattr(model, "translates", False):  # photos: the baseline row shows the very same ones
+        steps = f"{model.ema_updates} G / {model.ema_updates} D"
+        inputs = trainer.datamodule.photos()[pick_photos(trainer.datamodule.photos(), args.num)]
+        photos, made = resize(inputs, args.size), "translated photos"
     rows = [("two halves of the real paintings (the floor)", half_a, "")]
     if photos is not None:
         rows.append((f"{len(photos)} Kaggle photos, not paintings", photos, ""))
-    sampling = generate(model, args.num, args.size)
+    sampling = generate(model, inputs, args.size)
     with sampling_with(model, None):
-        raw = generate(model, args.num, args.size)
+        raw = generate(model, inputs, args.size)
     ema = getattr(model, ema_attribute(model))
     if ema is None:
-        rows.append(("generated (no EMA)", raw, steps))
+        rows.append((f"{made} (no EMA)", raw, steps))
     else:
-        buffers = model.ema.buffers if gan else model.ema_config.buffers
-        rows.append((f"generated, EMA network (buffers: {buffers})", sampling, steps))
+        buffers = model.ema.buffers if hasattr(model, "generator_ema") else model.ema_config.buffers
+        rows.append((f"{made}, EMA network (buffers: {buffers})", sampling, steps))
         if gan and buffers != "standing" and has_batch_stats(ema):
             with sampling_with(model, with_standing_stats(model, ema)):
-                standing = generate(model, args.num, args.size)
+                standing = generate(model, inputs, args.size)
             rows.append(("generated, EMA network, standing BatchNorm statistics", standing, steps))
-        rows.append(("generated, raw network", raw, steps))
+        rows.append((f"{made}, raw network", raw, steps))
     if gan and has_batch_stats(model.generator):
         with sampling_with(model, with_standing_stats(model, model.generator)):
-            standing = generate(model, args.num, args.size)
+            standing = generate(model, inputs, args.size)
         rows.append(("generated, raw network, standing BatchNorm statistics", standing, steps))
 
     if args.out:  # the images themselves, for a look: a grid per generated row
@@ -237,6 +245,10 @@ def main() -> None:
     tmp.cleanup()
 
 
+def pick_photos(photos: torch.Tensor, num: int) -> torch.Tensor:
+    return torch.randperm(len(photos), generator=torch.Generator().manual_seed(1))[:num]
+
+
 def share(images: torch.Tensor, training: torch.Tensor) -> float:
     return memorization_report(images, training).near_copy_share
 
@@ -255,7 +267,8 @@ def plain_rate(args, root: Path, trainer: L.Trainer) -> float:
         steps=args.plain_steps,
     )
     per_second, _ = rate(Path(args.config).stem, root, trainer.precision, opts)
-    cycle = 1 + 1 / model.n_critic if isinstance(model, GAN) else 1  # D and G steps
+    # optimizer steps a batch: a GAN's D step and every n_critic-th batch a G step; CycleGAN 2
+    cycle = 1 + 1 / model.n_critic if isinstance(model, GAN) else 1 + hasattr(model, "inverse")
     return per_second * 60 * cycle
 
 

@@ -4,12 +4,12 @@ bf16-mixed, and the share of this machine's measured matmul peak that each reach
     MONET_DATA=../shared/data python benchmarks/train.py [--image-size 64] [--batch-size 16]
 
 Each config's model is built twice from its YAML with the same seed: once for a Lightning
-`Trainer.fit` (logging, NaN guard and EMA as in a real run; no checkpoints, validation or
-progress bar), once for a hand-written loop doing the same work per batch (the same augmented
-batches, losses, optimizers, requires_grad toggling and EMA). A step is one training batch;
-for a GAN, every `n_critic`-th step also updates the generator. FLOPs per step are counted
-with `torch.utils.flop_counter` over one cycle of the plain loop; the peak is the best
-`torch.mm` rate of this machine in the run's precision, measured in the same run.
+`Trainer.fit` (logging, the NonFiniteGuard callback and EMA as in a real run; no checkpoints,
+validation or progress bar), once for a hand-written loop doing the same work per batch (the
+same augmented batches, losses, optimizers, requires_grad toggling and EMA). A step is one
+training batch; for a GAN, every `n_critic`-th step also updates the generator. FLOPs per
+step are counted with `torch.utils.flop_counter` over one cycle of the plain loop; the peak is
+the best `torch.mm` rate of this machine in the run's precision, measured in the same run.
 """
 
 from __future__ import annotations
@@ -29,11 +29,21 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from monet.__main__ import cli_main
+from monet.callbacks import NonFiniteGuard
+from monet.data import UnpairedDataModule
 from monet.data.augment import augment_batch_
+from monet.data.datamodule import stream_seed
 from monet.images import to_unit
-from monet.losses import critic_loss, generator_loss, gradient_penalty, r1_penalty
+from monet.losses import (
+    critic_loss,
+    cycle_loss,
+    generator_loss,
+    gradient_penalty,
+    identity_loss,
+    r1_penalty,
+)
 from monet.malloc import keep_freed_memory
-from monet.models import GAN
+from monet.models import GAN, CycleGAN
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("wgan_gp", "dcgan", "ddpm_unet_linear", "ddpm_attn_linear", "ddpm_lib")
@@ -153,7 +163,7 @@ def lightning_rate(config: str, root: Path, precision: str, args) -> float:
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        callbacks=[clock],
+        callbacks=[clock, NonFiniteGuard()],  # as every shipped config has it
     )
     trainer.fit(model, dm)
     return clock.rate
@@ -197,6 +207,39 @@ def diffusion_step(m, optimizer, x0: torch.Tensor, i: int, autocast) -> None:
     m.update_ema(len(x0))
 
 
+def cyclegan_step(m: CycleGAN, optimizers, batch: dict, i: int, autocast) -> None:
+    """CycleGAN.training_step by hand: both generators, then both critics on pooled fakes."""
+    opt_g, opt_c = optimizers
+    monet, photo = batch["monet"], batch["photo"]
+    G, F, D, D_photo = m.generator, m.inverse, m.critic, m.photo_critic
+    D.requires_grad_(False), D_photo.requires_grad_(False)
+    with autocast:
+        fake_monet, fake_photo = G(photo), F(monet)
+        loss_g = generator_loss(m.loss, D(m.augment(fake_monet)))
+        loss_g = loss_g + generator_loss(m.loss, D_photo(fake_photo))
+        cycle = cycle_loss(photo, F(fake_monet)) + cycle_loss(monet, G(fake_photo))
+        loss_g = loss_g + m.cycle_weight * cycle
+        if m.identity_weight > 0:
+            identity = identity_loss(monet, G(monet)) + identity_loss(photo, F(photo))
+            loss_g = loss_g + m.identity_weight * m.cycle_weight * identity
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    m.update_ema(len(photo))
+    D.requires_grad_(True), D_photo.requires_grad_(True)
+    G.requires_grad_(False), F.requires_grad_(False)
+    gen = torch.Generator().manual_seed(stream_seed(i))
+    old_monet = m.pools["monet"].query(fake_monet.detach(), gen)
+    old_photo = m.pools["photo"].query(fake_photo.detach(), gen)
+    with autocast:
+        loss_c = critic_loss(m.loss, D(m.augment(monet)), D(m.augment(old_monet)))
+        loss_c = loss_c + critic_loss(m.loss, D_photo(photo), D_photo(old_photo))
+    opt_c.zero_grad(set_to_none=True)
+    loss_c.backward()
+    opt_c.step()
+    G.requires_grad_(True), F.requires_grad_(True)
+
+
 def plain_rate(config: str, root: Path, precision: str, args) -> tuple[float, float]:
     """(steps/s, FLOPs per step) of a hand-written loop over the same batches."""
     model, dm = build(config, root, args)
@@ -204,10 +247,12 @@ def plain_rate(config: str, root: Path, precision: str, args) -> tuple[float, fl
     model.to(device).configure_model()
     dm.setup("fit")
     loader = dm.train_dataloader()
-    step = gan_step if isinstance(model, GAN) else diffusion_step
+    step = {GAN: gan_step, CycleGAN: cyclegan_step}.get(type(model), diffusion_step)
     optimizers = model.configure_optimizers()
-    if isinstance(optimizers, dict):  # none of the shipped configs has an LR schedule
-        raise SystemExit(f"{config}: a config with an lr_scheduler is not supported here")
+    if isinstance(optimizers, dict):  # a scheduler stepped each optimizer step: not here
+        raise SystemExit(f"{config}: a config with a per-step lr_scheduler is not supported")
+    if isinstance(optimizers, tuple):  # (optimizers, schedulers stepped once an epoch)
+        optimizers = optimizers[0]
     cycle, warmup, steps = window(model, args)
     autocast = (
         torch.autocast(device.type, dtype=torch.bfloat16)
@@ -217,10 +262,14 @@ def plain_rate(config: str, root: Path, precision: str, args) -> tuple[float, fl
     counter = FlopCount()
     done, epoch, start = 0, 0, 0.0
     while True:
-        loader.sampler.set_epoch(epoch)
+        if hasattr(loader.sampler, "set_epoch"):
+            loader.sampler.set_epoch(epoch)
         for batch in loader:
             gen = torch.Generator().manual_seed(done)
-            x = augment_batch_(to_unit(batch.to(device)), dm.augment, gen)
+            if isinstance(dm, UnpairedDataModule):  # a batch of each domain
+                x = dm.pairs(done, 0, len(batch), device)
+            else:
+                x = augment_batch_(to_unit(batch.to(device)), dm.augment, gen)
             with counter if done < cycle else nullcontext():
                 step(model, optimizers, x, done, autocast)
             done += 1

@@ -47,7 +47,9 @@ class MonetCLI(LightningCLI):
         # One source of truth: a link for each network slot the families have; a slot the
         # chosen model lacks is skipped, so every family shares this CLI.
         for key in self.NETWORK_KEYS:
-            parser.link_arguments("data.image_size", f"model.init_args.{key}.init_args.image_size")
+            parser.link_arguments(
+                "data.init_args.image_size", f"model.init_args.{key}.init_args.image_size"
+            )
         # `predict --export.output images.zip` (a Kaggle submission) or a folder of images
         parser.add_class_arguments(ImageExport, "export")
         parser.add_argument(
@@ -167,6 +169,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         LightningModule,
         MonetDataModule,
         subclass_mode_model=True,
+        subclass_mode_data=True,
         args=args,
         run=run,
         save_config_callback=SaveConfig,

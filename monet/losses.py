@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GanLoss = Literal["wgan_gp", "bce", "hinge"]
+GanLoss = Literal["wgan_gp", "bce", "hinge", "lsgan"]
 
 
 def critic_loss(kind: GanLoss, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -21,7 +21,11 @@ def critic_loss(kind: GanLoss, real: torch.Tensor, fake: torch.Tensor) -> torch.
         ) + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake))
     if kind == "hinge":  # Lim & Ye 2017
         return F.relu(1 - real).mean() + F.relu(1 + fake).mean()
-    raise ValueError(f"loss={kind!r} is not known: use wgan_gp, bce or hinge.")
+    if kind == "lsgan":  # Mao et al. 2017, Eq. 2 with a=0, b=1 (its 1/2 kept)
+        return 0.5 * (
+            F.mse_loss(real, torch.ones_like(real)) + F.mse_loss(fake, torch.zeros_like(fake))
+        )
+    raise ValueError(f"loss={kind!r} is not known: use wgan_gp, bce, hinge or lsgan.")
 
 
 def generator_loss(kind: GanLoss, fake: torch.Tensor) -> torch.Tensor:
@@ -30,7 +34,22 @@ def generator_loss(kind: GanLoss, fake: torch.Tensor) -> torch.Tensor:
         return -fake.mean()
     if kind == "bce":  # the non-saturating loss
         return F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
-    raise ValueError(f"loss={kind!r} is not known: use wgan_gp, bce or hinge.")
+    if kind == "lsgan":  # Mao et al. 2017, Eq. 2 with c=1, no 1/2: as CycleGAN
+        return F.mse_loss(fake, torch.ones_like(fake))
+    raise ValueError(f"loss={kind!r} is not known: use wgan_gp, bce, hinge or lsgan.")
+
+
+def cycle_loss(real: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:
+    """||F(G(x)) - x||_1 as a mean: one direction of the cycle loss (Zhu et al. 2017, Eq. 2)."""
+    return F.l1_loss(reconstructed, real)
+
+
+def identity_loss(real: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
+    """||G(y) - y||_1 as a mean, y from G's target domain (Zhu et al. 2017, Sec. 5.2).
+
+    Taigman et al. 2017's identity term: it keeps the translator from shifting input colours.
+    """
+    return F.l1_loss(mapped, real)
 
 
 def gradient_penalty(

@@ -110,6 +110,8 @@ SMALL_NETS = {  # network class -> (init arg, small value); others run at their 
     "LibUnet": ("denoiser", "dim", "8"),
     "FastGANGenerator": ("generator", "features", "8"),
     "FastGANDiscriminator": ("critic", "features", "4"),
+    "ResnetGenerator": ("generator", "features", "4"),
+    "PatchDiscriminator": ("critic", "features", "4"),
 }
 
 

@@ -66,5 +66,5 @@ def test_wasserstein_and_bce_and_hinge_values():
     expected = sp(-real).mean() + sp(fake).mean()
     assert critic_loss("bce", real, fake).item() == pytest.approx(expected.item())
     assert generator_loss("bce", fake).item() == pytest.approx(sp(-fake).mean().item())
-    with pytest.raises(ValueError, match="loss='lsgan' is not known"):
-        critic_loss("lsgan", real, fake)
+    with pytest.raises(ValueError, match="loss='wgan' is not known"):
+        critic_loss("wgan", real, fake)

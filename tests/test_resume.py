@@ -54,6 +54,14 @@ def assert_same_state(a: dict, b: dict) -> None:
             ["--data.augment.rotation.p", "0.5"],
         ),  # noise, DiffAugment, EMA, aug RNG
         ("ddpm_lib", []),  # timesteps, noise, EMA, accumulation, bf16
+        (  # both domains' streams, image pools, LR schedule, DiffAugment, EMA
+            "cyclegan",
+            [
+                *("--data.init_args.epoch_size", "8", "--inception", "false"),
+                *("--model.init_args.diffaugment", "color,translation"),
+                *("--model.init_args.ema.half_life", "100"),
+            ],
+        ),
     ],
 )
 def test_resumed_run_matches_an_uninterrupted_one(name, extra, kaggle_dir, tmp_path):

@@ -105,8 +105,7 @@ class ImageExport(BasePredictionWriter):
         if not self.memorization or datamodule is None:
             return None
         try:
-            datamodule.setup("fit")
+            return datamodule.reference_images()
         except MonetError as err:  # no data here: the zip is still worth writing
             rank_zero_info(f"ImageExport: no memorization report ({err})")
             return None
-        return datamodule.real

@@ -30,7 +30,9 @@ class EvalMetrics(L.Callback):
     training painting, see `monet.metrics.memorization`) and ``metrics/selection``, what the
     best checkpoint follows: a score that does not reward copies. It is MiFID where Inception
     runs, else SWD x (1 + near_copies / 0.01): every 1% of near-copies costs as much again as
-    the distance itself. A ModelCheckpoint can monitor any of them.
+    the distance itself. A ModelCheckpoint can monitor any of them. For a translation model
+    (CycleGAN) the untranslated photos are scored too, once, as ``baseline/fid``,
+    ``baseline/swd`` and so on: the distance training has to close.
     """
 
     def __init__(
@@ -51,6 +53,7 @@ class EvalMetrics(L.Callback):
         self.batch_size, self.seed = batch_size, seed
         self.inception, self.inception_weights, self.swd = inception, inception_weights, swd
         self.metrics = None
+        self.baseline: dict[str, float] | None = None  # a translation model's inputs, scored once
 
     def will_run(self, trainer: L.Trainer) -> bool:
         """Whether this fit reaches an epoch that computes metrics (the demo's few steps do not)."""
@@ -100,7 +103,16 @@ class EvalMetrics(L.Callback):
         if trainer.sanity_checking or trainer.fast_dev_run or epoch % self.every_n_epochs:
             return
         real = self._real_share(trainer, pl_module)
-        fake = self._generate_share(trainer, pl_module)
+        inputs, fake = self._generate_share(trainer, pl_module)
+        logs = {f"metrics/{k}": v for k, v in self.scores(trainer, real, fake).items()}
+        if getattr(pl_module, "translates", False):  # the photos themselves: how far they moved
+            if self.baseline is None:
+                self.baseline = self.scores(trainer, real, inputs.to(real.device))
+            logs |= {f"baseline/{k}": v for k, v in self.baseline.items() if k != "selection"}
+        pl_module.log_dict({k: float(v) for k, v in logs.items()}, sync_dist=True)
+
+    def scores(self, trainer: L.Trainer, real: torch.Tensor, fake: torch.Tensor) -> dict:
+        """Every metric of `fake` against `real` (this rank's shares), as plain floats."""
         logs = {}
         if self.metrics is not None:
             if self.metrics.num_real == 0:
@@ -118,15 +130,19 @@ class EvalMetrics(L.Callback):
             logs["selection"] = logs["swd"] * (1 + copies / 0.01)
         if "mifid" in logs:
             logs["selection"] = logs["mifid"]
-        pl_module.log_dict({f"metrics/{k}": float(v) for k, v in logs.items()}, sync_dist=True)
+        return {k: float(v) for k, v in logs.items()}
 
     def _real_share(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
         real = trainer.datamodule.real[trainer.global_rank :: trainer.world_size]
         return to_unit(real.to(pl_module.device))
 
-    def _generate_share(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
+    def _generate_share(
+        self, trainer: L.Trainer, pl_module: L.LightningModule
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's share of the inputs (noise, or photos to translate) and of the images."""
         n = len(range(trainer.global_rank, self.num_samples, trainer.world_size))
         gen = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
         noise = pl_module.sample_noise(n, generator=gen)
         steps = {"sampler": "ddim", "steps": self.sampling_steps} if self.sampling_steps else {}
-        return torch.cat([pl_module.generate(z, **steps) for z in noise.split(self.batch_size)])
+        fake = [pl_module.generate(z, **steps) for z in noise.split(self.batch_size)]
+        return noise, torch.cat(fake)

@@ -56,7 +56,8 @@ class SampleGrid(L.Callback):
 
     @rank_zero_only
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
-        images = pl_module.generate(self.noise)
+        # a translation model shows each input beside its output (photo | painting)
+        images = getattr(pl_module, "grid_images", pl_module.generate)(self.noise)
         folder = run_dir(trainer) / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"epoch={trainer.current_epoch:04d}-step={trainer.global_step:07d}.png"

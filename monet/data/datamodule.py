@@ -201,9 +201,19 @@ class MonetDataModule(L.LightningDataModule):
         if trainer is not None and trainer.training:
             x = augment_batch_(x, self.augment, self._generator(trainer.global_rank))
             self._steps += 1
-        if getattr(getattr(trainer, "lightning_module", None), "channels_last", False):
-            x = x.contiguous(memory_format=torch.channels_last)  # the model's NHWC option
+        return self._layout(x)
+
+    def _layout(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's memory format: NHWC with its `channels_last` option."""
+        module = getattr(self.trainer, "lightning_module", None) if self.trainer else None
+        if getattr(module, "channels_last", False):
+            x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def reference_images(self) -> torch.Tensor:
+        """The paintings that metrics and the memorization report compare with (uint8)."""
+        self.setup("fit")
+        return self.real
 
     def _generator(self, rank: int = 0) -> torch.Generator:
         # One stream per (seed, batch, rank): reproducible, and resumable from state_dict.

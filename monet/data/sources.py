@@ -23,6 +23,9 @@ from monet.errors import DataError
 
 TFREC_SUFFIXES = (".tfrec", ".tfrecord", ".tfrecords")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
+# raster formats that torchvision leaves to PIL (`decode_rgb` falls back to it): a user's own
+# photos to translate come in any of them
+PIL_SUFFIXES = (".gif", ".jfif", ".jpe", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".ico")
 HOW_TO_GET = (
     "Get the Kaggle data with `kaggle competitions download -c gan-getting-started`, then unzip "
     "it into data/ or pass the zip itself (--data.root gan-getting-started.zip), or set MONET_DATA."
@@ -43,7 +46,7 @@ def _kind(name: str) -> str | None:
     suffix = Path(name).suffix.lower()
     if suffix in TFREC_SUFFIXES:
         return "tfrecord"
-    if suffix in IMAGE_SUFFIXES:
+    if suffix in IMAGE_SUFFIXES + PIL_SUFFIXES:
         return "image"
     return None
 
@@ -101,7 +104,7 @@ def find_files(
             if _kind(p.name) is None:
                 raise DataError(
                     f"data file {p} has an unknown suffix: use {', '.join(TFREC_SUFFIXES)} for "
-                    f"TFRecords or {', '.join(IMAGE_SUFFIXES)} for images."
+                    f"TFRecords or {', '.join(IMAGE_SUFFIXES + PIL_SUFFIXES)} for images."
                 )
             found.append(_disk_file(p))
         return _pick(found, fmt, f"data.files ({len(files)} files)", "TFRecord or image files")

@@ -1,5 +1,6 @@
 """Pure nn.Modules: generators, critics, denoisers. Nothing here knows about Lightning."""
 
+from monet.nets.cyclegan import PatchDiscriminator, ResnetGenerator
 from monet.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 from monet.nets.fastgan import FastGANDiscriminator, FastGANGenerator
 from monet.nets.unets import AttnUnet, LibUnet, SimpleUnet
@@ -12,6 +13,8 @@ __all__ = [
     "FastGANDiscriminator",
     "FastGANGenerator",
     "LibUnet",
+    "PatchDiscriminator",
+    "ResnetGenerator",
     "SimpleUnet",
     "WGANCritic",
     "WGANGenerator",
