@@ -44,6 +44,7 @@ bench: install
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/diffusion.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/translation.py
 
 # Sample quality of one config after MINUTES of training on the real data (MONET_DATA)
 MINUTES ?= 20

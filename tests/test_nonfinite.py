@@ -63,8 +63,16 @@ def fit(model, kaggle_dir, tmp_path, max_steps, limit=10, *callbacks):
     ), guard
 
 
-def test_nonfinite_steps_leave_weights_and_optimizer_state_as_they_were(kaggle_dir, tmp_path):
-    model = Diffusion(Poisoned(poison=2, start=1), GaussianDiffusion(timesteps=10), ema=None)
+def adam(fused: bool):
+    return lambda params: torch.optim.Adam(params, lr=1e-3, fused=fused)
+
+
+@pytest.mark.parametrize("fused", [False, True], ids=["copy-and-select", "fused-found_inf"])
+def test_nonfinite_steps_leave_weights_and_optimizer_state_as_they_were(
+    fused, kaggle_dir, tmp_path
+):
+    net, process = Poisoned(poison=2, start=1), GaussianDiffusion(timesteps=10)
+    model = Diffusion(net, process, ema=None, optimizer=adam(fused))
     snaps = Snapshots()
     trainer, guard = fit(model, kaggle_dir, tmp_path, 4, 10, snaps)
     first, *poisoned, last = snaps.taken
@@ -74,8 +82,10 @@ def test_nonfinite_steps_leave_weights_and_optimizer_state_as_they_were(kaggle_d
     assert guard.total == 2 and trainer.logged_metrics["train/nonfinite_steps"] == 2
 
 
-def test_a_nonfinite_first_step_creates_no_nan_optimizer_state(kaggle_dir, tmp_path):
-    model = Diffusion(Poisoned(poison=1), GaussianDiffusion(timesteps=10), ema=None)
+@pytest.mark.parametrize("fused", [False, True], ids=["copy-and-select", "fused-found_inf"])
+def test_a_nonfinite_first_step_creates_no_nan_optimizer_state(fused, kaggle_dir, tmp_path):
+    net, process = Poisoned(poison=1), GaussianDiffusion(timesteps=10)
+    model = Diffusion(net, process, ema=None, optimizer=adam(fused))
     before = model.denoiser.conv.weight.detach().clone()
     snaps = Snapshots()
     fit(model, kaggle_dir, tmp_path, 1, 10, snaps)

@@ -20,9 +20,11 @@ class TrainingDiverged(MonetError):
 class NonFiniteGuard(L.Callback):
     """An optimizer step whose gradients hold a NaN or an inf leaves the weights as they were.
 
-    The decision never leaves the device: before each step the guard copies the weights and
-    the optimizer's state and computes `ok` (every gradient finite) as a tensor; after the step
-    every tensor becomes ``where(ok, stepped, copy)``. No ``bool(tensor)``, ``.item()`` or
+    The decision never leaves the device: before each step the guard computes `ok` (every
+    gradient finite) as a tensor. A fused optimizer (``fused: true``, as the shipped configs
+    use) gets it as `found_inf` and skips the update in its kernel; for any other optimizer the
+    guard copies the weights and the optimizer's state first, and after the step every tensor
+    becomes ``where(ok, stepped, copy)``. No ``bool(tensor)``, ``.item()`` or
     collective runs in the training step, so a GPU never waits for the host. Under DDP the
     gradients are already reduced, so every rank takes the same decision. Under 16-mixed the
     gradient scaler skips such steps itself; the guard still counts them.
@@ -57,10 +59,13 @@ class NonFiniteGuard(L.Callback):
             return
         norms = torch._foreach_norm([p.grad for p in params])
         ok = torch.isfinite(torch.stack(norms).sum())
-        # Adam keeps its step count on the host: only the device's tensors are restored
-        state = [t for p in params for t in inner.state.get(p, {}).values() if on(t, ok.device)]
-        tensors = [p.data for p in params] + state
-        self._pending[id(inner)] = (ok, tensors, torch._foreach_add(tensors, 0))  # copies
+        if fused(inner):  # the fused kernel skips the update itself (as under GradScaler)
+            inner.found_inf = (~ok).float()
+            self._pending[id(inner)] = (ok, [], [])
+        else:  # Adam keeps its step count on the host: only the device's tensors are restored
+            state = [t for p in params for t in inner.state.get(p, {}).values() if on(t, ok.device)]
+            tensors = [p.data for p in params] + state
+            self._pending[id(inner)] = (ok, tensors, torch._foreach_add(tensors, 0))  # copies
         bad = (~ok).long()
         total, in_row, worst = self._counts.unbind()
         in_row = (in_row + 1) * bad
@@ -71,6 +76,9 @@ class NonFiniteGuard(L.Callback):
         if pending is None:
             return
         ok, tensors, copies = pending
+        if fused(optimizer):
+            optimizer.__dict__.pop("found_inf", None)  # (GradScaler may have taken it already)
+            return
         for t, c in zip(tensors, copies, strict=True):
             t.copy_(torch.where(ok, t, c))
         # state the step created (an optimizer's first step): from finite gradients or zero
@@ -119,6 +127,13 @@ class NonFiniteGuard(L.Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.total = state_dict["total"]
+
+
+def fused(optimizer: Any) -> bool:
+    """A fused torch optimizer (Adam, AdamW, SGD with fused=True) takes `found_inf` and skips
+    the update on the device when it is 1, step counts included."""
+    supports = getattr(optimizer, "_step_supports_amp_scaling", False)
+    return supports and all(group.get("fused") for group in optimizer.param_groups)
 
 
 def on(t: Any, device: torch.device) -> bool:

@@ -139,7 +139,7 @@ class CycleGAN(GenerativeModule):
 
     # -- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        paper = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999))
+        paper = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), fused=True)
         gens = [*self.generator.parameters(), *self.inverse.parameters()]
         critics = [*self.critic.parameters(), *self.photo_critic.parameters()]
         optimizers = [

@@ -133,7 +133,7 @@ class GAN(GenerativeModule):
 
     # -- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        report = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.0, 0.9))
+        report = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.0, 0.9), fused=True)
         optimizers = [
             build_optimizer(self.optimizer or report, self.generator.parameters(), "optimizer"),
             build_optimizer(
