@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from monet.errors import ConfigError
+
 POLICIES = ("color", "translation", "cutout")
 
 
@@ -16,7 +18,7 @@ def parse_policy(policy: str | None) -> tuple[str, ...]:
     ops = tuple(p.strip() for p in (policy or "").split(",") if p.strip())
     unknown = [p for p in ops if p not in POLICIES]
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"DiffAugment policy {policy!r}: unknown {unknown}; use any of "
             f"{', '.join(POLICIES)}, comma-separated."
         )

@@ -135,15 +135,21 @@ def test_command_line_errors_are_one_clear_line(tmp_path):
         ("wgan_gp", "optimizer.init_args.lr", "-1", "model.init_args.optimizer: Invalid learning"),
         ("fastgan", "critic_optimizer.init_args.betas", "[0.5,1.5]", "critic_optimizer: Invalid"),
         ("ddpm_lib", "optimizer.init_args.lr", "-1", "model.init_args.optimizer: Invalid learning"),
+        ("wgan_gp", "gp_weight", "-1", r"gp_weight=-1.0 must be at least 0"),
+        ("ddpm_attn_linear", "sampling_steps", "5000", r"sampling_steps=5000 must be between 1"),
+        ("fastgan", "diffaugment", "colour", r"unknown \['colour'\]; use any of color"),
+        ("cyclegan", "cycle_weight", "-1", r"cycle_weight=-1.0 must be at least 0"),
+        ("wgan_gp", "n_critic", "5", r"every_n_epochs=50 but trainer.max_epochs=3"),
     ],
 )
-def test_out_of_range_optimizer_values_fail_before_the_first_step(
+def test_out_of_range_values_fail_before_the_first_step(
     config, key, value, message, kaggle_dir, tmp_path
 ):
     path = ROOT / "configs" / f"{config}.yaml"
     args = [*small(path, kaggle_dir, tmp_path), *shrink_nets(path), "--inception", "false"]
+    epochs = ["--trainer.max_epochs", "3", "--trainer.max_steps", "-1"]  # metrics every 50
     with pytest.raises(ConfigError, match=message):
-        cli_main(["fit", *args, f"--model.init_args.{key}", value])
+        cli_main(["fit", *args, *epochs, f"--model.init_args.{key}", value])
     assert not list(tmp_path.rglob("*.ckpt"))
 
 

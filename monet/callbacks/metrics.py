@@ -80,6 +80,13 @@ class EvalMetrics(L.Callback):
                     f"inception={self.inception}, swd={self.swd}: monitor one of "
                     f"{sorted(self.logged()) or 'nothing (turn swd on)'}, e.g. metrics/selection."
                 )
+        epochs, by_epochs = trainer.max_epochs, trainer.max_steps in (None, -1)
+        if by_epochs and epochs not in (None, -1) and epochs < self.every_n_epochs:
+            raise ConfigError(  # a run bounded by steps or time may stop early on purpose
+                f"EvalMetrics every_n_epochs={self.every_n_epochs} but trainer.max_epochs="
+                f"{epochs}: no metric and no best checkpoint would ever be written. Lower "
+                "every_n_epochs (and the ModelCheckpoint's) or train for more epochs."
+            )
         every_val = trainer.check_val_every_n_epoch or 1
         if self.every_n_epochs % every_val:
             raise ConfigError(

@@ -111,6 +111,13 @@ class GenerativeModule(L.LightningModule):
             set_rng_state(states[rank if rank < len(states) else 0])
 
 
+def check_range(key: str, value: float | None, low: float, high: float | None = None) -> None:
+    """A one-line error at construction for a hyperparameter outside [low, high]."""
+    if value is not None and (value < low or (high is not None and value > high)):
+        bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"model.init_args.{key}={value} must be {bounds}; fix it in the YAML.")
+
+
 def build_optimizer(make: Any, params: Any, key: str) -> torch.optim.Optimizer:
     """`make(params)`, with an optimizer's own check of its values (a negative lr, betas out of
     [0, 1)) turned into a one-line error that names the YAML key."""

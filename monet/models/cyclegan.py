@@ -17,7 +17,7 @@ from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.losses import GanLoss, critic_loss, cycle_loss, generator_loss, identity_loss
-from monet.models.common import GenerativeModule, build_optimizer
+from monet.models.common import GenerativeModule, build_optimizer, check_range
 from monet.models.ema import EMA, step_ema_
 from monet.models.pool import ImagePool
 from monet.nets.common import dcgan_init
@@ -81,11 +81,12 @@ class CycleGAN(GenerativeModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
-        for key, value in (("cycle_weight", cycle_weight), ("identity_weight", identity_weight)):
-            if value < 0:
-                raise ConfigError(f"model {key}={value} must be >= 0 (0 turns it off).")
-        if pool_size < 0:
-            raise ConfigError(f"model pool_size={pool_size} must be >= 0 (0 turns it off).")
+        for key, value in (
+            ("cycle_weight", cycle_weight),
+            ("identity_weight", identity_weight),
+            ("pool_size", pool_size),
+        ):
+            check_range(key, value, 0)  # 0 turns it off
         if ema is not None and ema.buffers == "standing":
             raise ConfigError("model ema.buffers=standing is for BatchNorm nets: use average.")
         self.save_hyperparameters(

@@ -12,7 +12,7 @@ from torch import nn
 
 from monet.diffusion import GaussianDiffusion, sample
 from monet.errors import ConfigError
-from monet.models.common import GenerativeModule, build_optimizer
+from monet.models.common import GenerativeModule, build_optimizer, check_range
 from monet.models.ema import EMA, step_ema_
 
 
@@ -70,6 +70,9 @@ class Diffusion(GenerativeModule):
         )  # the EMA settings are in the run's config.yaml; checkpoints hold plain types
         self.denoiser = denoiser
         self.process = process if process is not None else GaussianDiffusion()
+        check_range("sampling_steps", sampling_steps, 1, self.process.timesteps)
+        check_range("eta", eta, 0.0)
+        check_range("sample_batch_size", sample_batch_size, 1)
         self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta
         self.sample_batch_size = sample_batch_size
         if ema is not None and ema.buffers == "standing":

@@ -15,7 +15,7 @@ from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
-from monet.models.common import GenerativeModule, build_optimizer
+from monet.models.common import GenerativeModule, build_optimizer, check_range
 from monet.models.ema import EMA, standing_stats_, step_ema_
 from monet.nets.common import spectral_norm_all
 
@@ -79,8 +79,13 @@ class GAN(GenerativeModule):
                 f"{type(generator).__name__} has no `latent_dim`: a GAN generator "
                 "must say how long its noise vector is."
             )
-        if n_critic < 1:
-            raise ConfigError(f"model n_critic={n_critic} must be at least 1.")
+        for key, value, low in (
+            ("n_critic", n_critic, 1),
+            ("gp_weight", gp_weight, 0),
+            ("r1_gamma", r1_gamma, 0),
+            ("diversity_samples", diversity_samples, 0),
+        ):
+            check_range(key, value, low)
         self.save_hyperparameters(
             ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
         )
