@@ -9,14 +9,16 @@ import numpy as np
 from PIL import Image
 
 
-def synthetic_folder(root: Path, n: int = 300) -> Path:
-    """A Kaggle-layout folder of `n` smooth random 256 px JPEGs under `root/monet_jpg`."""
-    folder = root / "monet_jpg"
-    folder.mkdir(parents=True)
+def synthetic_folder(root: Path, n: int = 300, photos: int = 64) -> Path:
+    """A Kaggle-layout folder of smooth random 256 px JPEGs: `n` under `root/monet_jpg` and
+    `photos` under `root/photo_jpg`."""
     rng = np.random.default_rng(0)
-    for i in range(n):
-        small = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
-        small.resize((256, 256), Image.BICUBIC).save(folder / f"{i:04d}.jpg", quality=90)
+    for domain, count in (("monet", n), ("photo", photos)):
+        folder = root / f"{domain}_jpg"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            small = Image.fromarray(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8))
+            small.resize((256, 256), Image.BICUBIC).save(folder / f"{i:04d}.jpg", quality=90)
     return root
 
 

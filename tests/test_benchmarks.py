@@ -90,3 +90,36 @@ def test_quality_benchmark_trains_exports_and_prints_its_table():
     assert ema[4].strip() == "1 G / 3 D"  # n_critic 2: critic, critic + generator, critic
     assert "generated, raw network" in rows
     assert "generated, raw network, standing BatchNorm statistics" in rows
+
+
+SMALL_CYCLEGAN = (
+    "model.init_args.generator.init_args.features=4",
+    "model.init_args.generator.init_args.blocks=1",
+    "model.init_args.critic.init_args.features=4",
+)
+
+
+@pytest.mark.slow
+def test_translation_benchmark_prints_lightning_and_plain_rates():
+    lines = run_script(
+        "translation.py",
+        *("--sizes", "128", "--batches", "1", "2", "--steps", "1", "--warmup", "1"),
+        *("--rounds", "1", "--set", *SMALL_CYCLEGAN),
+    )
+    rows = [line.split("|") for line in lines if line.startswith("cyclegan_128")]
+    assert [(r[1].strip(), r[2].strip()) for r in rows] == [("128", "1"), ("128", "2")]
+    assert all(float(r[3]) > 0 and float(r[4]) > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_quality_benchmark_scores_translated_photos_beside_the_same_photos():
+    lines = run_script(
+        "quality.py",
+        str(ROOT / "configs" / "cyclegan_128.yaml"),
+        *("--steps", "4", "--num", "4", "--size", "32", "--plain-steps", "1"),
+        *("--set", "data.image_size=32", "data.batch_size=2", *SMALL_CYCLEGAN),
+    )
+    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
+    assert "4 Kaggle photos, not paintings" in rows  # the very photos that were translated
+    translated = rows["translated photos (no EMA)"]
+    assert float(translated[0]) > 0 and translated[4].strip() == "2 G / 2 D"

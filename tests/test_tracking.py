@@ -147,8 +147,11 @@ def test_loss_curves_read_metrics_only_at_log_steps_and_stay_bounded():
 
     curves = LossCurves(max_points=8)
     trainer = SimpleNamespace(log_every_n_steps=10, callback_metrics=Metrics())
-    for step in range(1, 201):
+    for step in range(1, 201):  # batch `step`: Lightning has counted step - 1 batches so far
         trainer.global_step = step
+        trainer.fit_loop = SimpleNamespace(
+            epoch_loop=SimpleNamespace(_batches_that_stepped=step - 1)
+        )
         trainer.callback_metrics["train/loss"] = torch.tensor(float(step))
         curves.on_train_batch_end(trainer)
     assert Metrics.reads == 20  # steps 10, 20, ..., 200: never in between

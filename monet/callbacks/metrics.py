@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from monet.errors import ConfigError
 from monet.images import to_unit
@@ -82,9 +82,11 @@ class EvalMetrics(L.Callback):
                 )
         epochs, by_epochs = trainer.max_epochs, trainer.max_steps in (None, -1)
         if by_epochs and epochs not in (None, -1) and epochs < self.every_n_epochs:
-            raise ConfigError(  # a run bounded by steps or time may stop early on purpose
+            # a warning, not an error: a short trial run (--trainer.max_epochs 2) is common, and
+            # it still leaves last.ckpt and its grids
+            rank_zero_warn(
                 f"EvalMetrics every_n_epochs={self.every_n_epochs} but trainer.max_epochs="
-                f"{epochs}: no metric and no best checkpoint would ever be written. Lower "
+                f"{epochs}: this run writes no metric and no best checkpoint. Lower "
                 "every_n_epochs (and the ModelCheckpoint's) or train for more epochs."
             )
         every_val = trainer.check_val_every_n_epoch or 1
