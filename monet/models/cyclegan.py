@@ -12,13 +12,13 @@ from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
 from monet.data.datamodule import stream_seed
-from monet.diffaugment import diff_augment, parse_policy
 from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.losses import GanLoss, critic_loss, cycle_loss, generator_loss, identity_loss
-from monet.models.common import GenerativeModule, build_optimizer, check_range
-from monet.models.ema import EMA, step_ema_
+from monet.models.common import check_range
+from monet.models.ema import EMA
+from monet.models.gan import Adversarial
 from monet.models.pool import ImagePool
 from monet.nets.common import dcgan_init
 
@@ -33,7 +33,7 @@ class LinearDecay(LambdaLR):
         super().__init__(optimizer, lambda e: max(0.0, 1.0 - max(0, e - constant) / (decay + 1)))
 
 
-class CycleGAN(GenerativeModule):
+class CycleGAN(Adversarial):
     """Two generators, photo -> Monet (`generator`, the one that paints) and Monet -> photo
     (`inverse`), each with a discriminator (`critic` on paintings, `photo_critic` on photos).
 
@@ -61,7 +61,6 @@ class CycleGAN(GenerativeModule):
 
     networks = ("generator", "inverse", "critic", "photo_critic")
     counters = ("ema_updates",)
-    ddp_unused_parameters = True  # the generator step leaves the critics without gradients
     translates = True  # inputs are photos: metrics report the untranslated photos beside
 
     def __init__(
@@ -93,24 +92,16 @@ class CycleGAN(GenerativeModule):
             ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
         )
         self.channels_last, self.compile = channels_last, compile
-        self.generator, self.critic = generator, critic
+        self.adversarial_init(
+            generator, optimizer, critic_optimizer, lr_scheduler, diffaugment, ema
+        )
+        self.critic = critic
         self.inverse = fresh_copy(generator)
         self.photo_critic = fresh_copy(critic)
         self.loss, self.cycle_weight, self.identity_weight = loss, cycle_weight, identity_weight
         self.pools = {"monet": ImagePool(pool_size), "photo": ImagePool(pool_size)}
-        self.optimizer, self.critic_optimizer = optimizer, critic_optimizer or optimizer
-        self.lr_scheduler = lr_scheduler
-        self.policy = parse_policy(diffaugment)
-        self.ema = ema
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema else None
-        self.ema_updates = 0
-        self.automatic_optimization = False
 
     # -- translating --------------------------------------------------------------------------
-    @property
-    def sampling_net(self) -> nn.Module:
-        return self.generator_ema if self.generator_ema is not None else self.generator
-
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """`n` photos of the data set (different ones for different generators), in [-1, 1]."""
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
@@ -124,12 +115,6 @@ class CycleGAN(GenerativeModule):
             index = index.repeat(-(-n // len(photos)))[:n]
         return to_unit(photos[index])
 
-    @torch.no_grad()
-    def generate(self, photos: torch.Tensor) -> torch.Tensor:
-        """Paintings in [-1, 1] from photos in [-1, 1] (any size that is a multiple of 4)."""
-        with eval_mode(self.sampling_net) as net:
-            return net(photos.to(self.device)).float()
-
     def grid_images(self, photos: torch.Tensor) -> torch.Tensor:
         """Photo, painting, photo, painting, ...: each translation beside its photo."""
         paintings = self.generate(photos)
@@ -141,18 +126,9 @@ class CycleGAN(GenerativeModule):
     # -- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         paper = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), fused=True)
-        gens = [*self.generator.parameters(), *self.inverse.parameters()]
+        generators = [*self.generator.parameters(), *self.inverse.parameters()]
         critics = [*self.critic.parameters(), *self.photo_critic.parameters()]
-        optimizers = [
-            build_optimizer(self.optimizer or paper, gens, "optimizer"),
-            build_optimizer(self.critic_optimizer or paper, critics, "critic_optimizer"),
-        ]
-        if self.lr_scheduler is None:
-            return optimizers
-        return optimizers, [self.lr_scheduler(opt) for opt in optimizers]
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        return diff_augment(x, self.policy) if self.policy else x
+        return self.two_optimizers(paper, generators, critics)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         monet, photo = batch["monet"], batch["photo"]
@@ -171,7 +147,7 @@ class CycleGAN(GenerativeModule):
             loss_g = loss_g + self.identity_weight * self.cycle_weight * identity
             logs["identity"] = identity.detach()
         opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
+        self.backward_outside_autocast(loss_g)
         opt_g.step()
         self.untoggle_optimizer(opt_g)
         self.update_ema(len(photo))
@@ -184,7 +160,7 @@ class CycleGAN(GenerativeModule):
         loss_c = critic_loss(self.loss, D(self.augment(monet)), D(self.augment(old_monet)))
         loss_c = loss_c + critic_loss(self.loss, D_photo(photo), D_photo(old_photo))
         opt_c.zero_grad(set_to_none=True)
-        self.manual_backward(loss_c)
+        self.backward_outside_autocast(loss_c)
         opt_c.step()
         self.untoggle_optimizer(opt_c)
         logs["critic_loss"] = loss_c.detach()
@@ -193,13 +169,6 @@ class CycleGAN(GenerativeModule):
     def on_train_epoch_end(self) -> None:
         for scheduler in self.lr_schedulers() or []:
             scheduler.step()
-
-    def update_ema(self, batch_size: int) -> None:
-        self.ema_updates += 1
-        if self.generator_ema is None:
-            return
-        images = batch_size * (self._trainer.world_size if self._trainer is not None else 1)
-        step_ema_(self.generator_ema, self.generator, self.ema, self.ema_updates, images)
 
     def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
         """How well a painting made from a photo turns back into that photo."""

@@ -20,7 +20,77 @@ from monet.models.ema import EMA, standing_stats_, step_ema_
 from monet.nets.common import spectral_norm_all
 
 
-class GAN(GenerativeModule):
+class Adversarial(GenerativeModule):
+    """What the adversarial families share: a `generator` that paints (with an optional EMA
+    copy that samples), critics, two optimizers from the YAML (the generators' and the
+    critics', optionally with LR schedules), DiffAugment, and manual optimization."""
+
+    ddp_unused_parameters = True  # the CLI picks ddp_find_unused_parameters_true under DDP
+
+    def adversarial_init(
+        self,
+        generator: nn.Module,
+        optimizer: OptimizerCallable | None,
+        critic_optimizer: OptimizerCallable | None,
+        lr_scheduler: LRSchedulerCallable | None,
+        diffaugment: str | None,
+        ema: EMA | None,
+    ) -> None:
+        self.generator = generator
+        self.optimizer, self.critic_optimizer = optimizer, critic_optimizer or optimizer
+        self.lr_scheduler = lr_scheduler
+        self.policy = parse_policy(diffaugment)
+        self.ema = ema
+        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema else None
+        self.ema_updates = 0  # generator steps, the EMA's clock (counted with EMA off too)
+        self.automatic_optimization = False
+
+    @property
+    def sampling_net(self) -> nn.Module:
+        return self.generator if self.generator_ema is None else self.generator_ema
+
+    @torch.no_grad()
+    def generate(self, noise: torch.Tensor) -> torch.Tensor:
+        """Images in [-1, 1] from `noise`, with the sampling generator in eval mode."""
+        with eval_mode(self.sampling_net) as net:  # every submodule gets its own mode back
+            return net(noise.to(self.device)).float()
+
+    def two_optimizers(self, default: Any, generators: Any, critics: Any) -> Any:
+        """The generators' and the critics' optimizers (`default` where the YAML has none),
+        with their schedules."""
+        optimizers = [
+            build_optimizer(self.optimizer or default, generators, "optimizer"),
+            build_optimizer(self.critic_optimizer or default, critics, "critic_optimizer"),
+        ]
+        if self.lr_scheduler is None:
+            return optimizers
+        return optimizers, [self.lr_scheduler(opt) for opt in optimizers]
+
+    def augment(self, x: torch.Tensor) -> torch.Tensor:
+        """DiffAugment, the same policy for real and fake images, in both steps."""
+        return diff_augment(x, self.policy) if self.policy else x
+
+    def backward_outside_autocast(self, loss: torch.Tensor) -> None:
+        """`manual_backward` with autocast off, as torch's AMP docs advise.
+
+        Lightning runs the whole manual-optimization `training_step` under autocast, backward
+        included, where autocast would also recast the matmuls inside backward formulas. The
+        forward pass still decides the gradients' dtypes, and 16-mixed loss scaling is
+        unchanged.
+        """
+        with torch.autocast(self.device.type, enabled=False):
+            self.manual_backward(loss)
+
+    def update_ema(self, batch_size: int) -> None:
+        """One generator step of the EMA clock; `batch_size` images per device."""
+        self.ema_updates += 1
+        if self.generator_ema is None:
+            return
+        images = batch_size * (self._trainer.world_size if self._trainer is not None else 1)
+        step_ema_(self.generator_ema, self.generator, self.ema, self.ema_updates, images)
+
+
+class GAN(Adversarial):
     """Adversarial training with `n_critic` critic steps per generator step.
 
     Each training batch is one critic step (a fresh real batch each time, as in Gulrajani et al.
@@ -52,7 +122,6 @@ class GAN(GenerativeModule):
 
     networks = ("generator", "critic")
     counters = ("critic_steps", "ema_updates")
-    ddp_unused_parameters = True  # the CLI picks ddp_find_unused_parameters_true under DDP
 
     def __init__(
         self,
@@ -89,20 +158,15 @@ class GAN(GenerativeModule):
         self.save_hyperparameters(
             ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
         )
-        self.generator = generator
+        self.adversarial_init(
+            generator, optimizer, critic_optimizer, lr_scheduler, diffaugment, ema
+        )
         self.critic = spectral_norm_all(critic) if spectral_norm else critic
         self.loss, self.n_critic = loss, n_critic
         self.gp_weight, self.r1_gamma = gp_weight, r1_gamma
-        self.optimizer, self.critic_optimizer = optimizer, critic_optimizer or optimizer
-        self.lr_scheduler = lr_scheduler
-        self.policy = parse_policy(diffaugment)
-        self.ema = ema
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema else None
         self._standing_at: int | None = None  # ema_updates the standing statistics belong to
         self.diversity_samples = diversity_samples
-        self.automatic_optimization = False
         self.critic_steps = 0  # saved in checkpoints: the n_critic cycle survives a resume
-        self.ema_updates = 0  # generator steps, the EMA's clock (counted with EMA off too)
         self._real_sample: torch.Tensor | None = None
 
     def compilable(self) -> tuple[str, ...]:
@@ -130,28 +194,10 @@ class GAN(GenerativeModule):
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         return torch.randn(n, self.generator.latent_dim, generator=generator)
 
-    @torch.no_grad()
-    def generate(self, noise: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] from `noise`, with the sampling generator in eval mode."""
-        with eval_mode(self.sampling_net) as net:  # every submodule gets its own mode back
-            return net(noise.to(self.device)).float()
-
     # -- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         report = functools.partial(torch.optim.Adam, lr=1e-4, betas=(0.0, 0.9), fused=True)
-        optimizers = [
-            build_optimizer(self.optimizer or report, self.generator.parameters(), "optimizer"),
-            build_optimizer(
-                self.critic_optimizer or report, self.critic.parameters(), "critic_optimizer"
-            ),
-        ]
-        if self.lr_scheduler is None:
-            return optimizers
-        return optimizers, [self.lr_scheduler(opt) for opt in optimizers]
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """DiffAugment, the same policy for real and fake images, in both steps."""
-        return diff_augment(x, self.policy) if self.policy else x
+        return self.two_optimizers(report, self.generator.parameters(), self.critic.parameters())
 
     def training_step(self, real: torch.Tensor, batch_idx: int) -> None:
         opt_g, opt_c = self.optimizers()
@@ -192,25 +238,6 @@ class GAN(GenerativeModule):
                 scheduler.step()
             self.log("train/gen_loss", loss_g.detach())
             self.untoggle_optimizer(opt_g)
-
-    def backward_outside_autocast(self, loss: torch.Tensor) -> None:
-        """`manual_backward` with autocast off, as torch's AMP docs advise.
-
-        Lightning runs the whole manual-optimization `training_step` under autocast, backward
-        included, where autocast would also recast the matmuls inside backward formulas. The
-        forward pass still decides the gradients' dtypes, and 16-mixed loss scaling is
-        unchanged.
-        """
-        with torch.autocast(self.device.type, enabled=False):
-            self.manual_backward(loss)
-
-    def update_ema(self, batch_size: int) -> None:
-        """One generator step of the EMA clock; `batch_size` images per device."""
-        self.ema_updates += 1
-        if self.generator_ema is None:
-            return
-        images = batch_size * (self._trainer.world_size if self._trainer is not None else 1)
-        step_ema_(self.generator_ema, self.generator, self.ema, self.ema_updates, images)
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> None:
         gen = torch.Generator().manual_seed(batch_idx)  # the training RNG stream stays untouched
