@@ -18,11 +18,21 @@ from monet.nets import LibUnet
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wgan_gp", "ddpm_lib"])
+@pytest.mark.parametrize("name", ["wgan_gp", "ddpm_lib", "cyclegan"])
 def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, tmp_path):
     config = ROOT / "configs" / f"{name}.yaml"
+    extra = (
+        ["--data.init_args.epoch_size", "16", "--inception", "false"] if name == "cyclegan" else []
+    )
     args = small(
-        config, kaggle_dir, tmp_path, "--trainer.max_epochs", "2", "--trainer.max_steps", "-1"
+        config,
+        kaggle_dir,
+        tmp_path,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.max_steps",
+        "-1",
+        *extra,
     )
     args = [a for a in args if a not in ("--trainer.devices", "1")]  # drop the single device
     cmd = [
@@ -55,6 +65,8 @@ def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, 
     assert len(grids) == 1  # rank 0 alone writes files
     if name == "wgan_gp":
         assert ckpt["counters"]["critic_steps"] == 2  # both ranks ran the same n_critic cycle
+    if name == "cyclegan":  # 16 pairs an epoch: 2 batches of 4 per rank, G and D steps each
+        assert ckpt["global_step"] == 2 * 2 * 2 and ckpt["image_pools"]["monet"]["count"] == 16
 
 
 def test_sharded_strategies_are_refused_with_the_fix(tmp_path):
