@@ -121,5 +121,6 @@ def test_quality_benchmark_scores_translated_photos_beside_the_same_photos():
     )
     rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
     assert "4 Kaggle photos, not paintings" in rows  # the very photos that were translated
-    translated = rows["translated photos (no EMA)"]
+    translated = rows["translated photos, EMA network (buffers: average)"]
     assert float(translated[0]) > 0 and translated[4].strip() == "2 G / 2 D"
+    assert "translated photos, raw network" in rows
