@@ -62,7 +62,7 @@ def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, 
     assert len(ckpt["rng_states"]) == 2  # each rank's own random stream
     assert ckpt["rng_states"][0]["torch"].ne(ckpt["rng_states"][1]["torch"]).any()
     grids = list(tmp_path.rglob("samples/*.png"))
-    assert len(grids) == 1  # rank 0 alone writes files
+    assert len(grids) == (2 if name == "cyclegan" else 1)  # rank 0 alone; cyclegan: each epoch
     if name == "wgan_gp":
         assert ckpt["counters"]["critic_steps"] == 2  # both ranks ran the same n_critic cycle
     if name == "cyclegan":  # 16 pairs an epoch: 2 batches of 4 per rank, G and D steps each
