@@ -51,7 +51,7 @@ class PerBatch(L.Callback):
         self.batches.append((is_log_step(trainer), self.mode.count - self.start))
 
 
-@pytest.mark.parametrize("name", ["fastgan", "wgan_gp", "ddpm_lib"])
+@pytest.mark.parametrize("name", ["fastgan", "wgan_gp", "ddpm_lib", "cyclegan_128"])
 def test_no_host_sync_in_training_steps_that_do_not_log(name, kaggle_dir, tmp_path, one_thread):
     config = ROOT / "configs" / f"{name}.yaml"
     args = small(
@@ -76,6 +76,6 @@ def test_no_host_sync_in_training_steps_that_do_not_log(name, kaggle_dir, tmp_pa
         trainer.fit(model, cli.datamodule)
     quiet = [n for logs, n in counter.batches if not logs]
     loud = [n for logs, n in counter.batches if logs]
-    assert len(quiet) >= 10 and loud, counter.batches
+    assert len(quiet) >= 8 and loud, counter.batches
     assert quiet == [0] * len(quiet), counter.batches
     assert sum(loud) > 0  # the count works: logging batches read the losses back
