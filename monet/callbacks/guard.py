@@ -42,7 +42,8 @@ class NonFiniteGuard(L.Callback):
         self.total = 0  # non-finite steps of the whole run (saved in checkpoints)
         self._counts: Tensor | None = None  # on the device: [total since check, in a row, worst]
         self._handles: list[Any] = []
-        self._pending: dict[int, tuple[Tensor, list[Tensor], list[Tensor]]] = {}
+        # per optimizer: (ok, the tensors the step changes, their copies, creates state)
+        self._pending: dict[int, tuple[Tensor, list[Tensor], list[Tensor], bool]] = {}
 
     # -- the step -------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -61,11 +62,13 @@ class NonFiniteGuard(L.Callback):
         ok = torch.isfinite(torch.stack(norms).sum())
         if fused(inner):  # the fused kernel skips the update itself (as under GradScaler)
             inner.found_inf = (~ok).float()
-            self._pending[id(inner)] = (ok, [], [])
+            self._pending[id(inner)] = (ok, [], [], False)
         else:  # Adam keeps its step count on the host: only the device's tensors are restored
             state = [t for p in params for t in inner.state.get(p, {}).values() if on(t, ok.device)]
             tensors = [p.data for p in params] + state
-            self._pending[id(inner)] = (ok, tensors, torch._foreach_add(tensors, 0))  # copies
+            copies = torch._foreach_add(tensors, 0)
+            fresh = any(p not in inner.state for p in params)  # this step creates state
+            self._pending[id(inner)] = (ok, tensors, copies, fresh)
         bad = (~ok).long()
         total, in_row, worst = self._counts.unbind()
         in_row = (in_row + 1) * bad
@@ -75,18 +78,20 @@ class NonFiniteGuard(L.Callback):
         pending = self._pending.pop(id(optimizer), None)
         if pending is None:
             return
-        ok, tensors, copies = pending
+        ok, tensors, copies, fresh = pending
         if fused(optimizer):
             optimizer.__dict__.pop("found_inf", None)  # (GradScaler may have taken it already)
             return
         for t, c in zip(tensors, copies, strict=True):
             t.copy_(torch.where(ok, t, c))
+        if not fresh:
+            return
         # state the step created (an optimizer's first step): from finite gradients or zero
-        params = {id(t) for t in tensors}
+        restored = {id(t) for t in tensors}
         for group in optimizer.param_groups:
             for p in group["params"]:
                 for key, t in optimizer.state.get(p, {}).items():
-                    if on(t, ok.device) and id(t) not in params and t.is_floating_point():
+                    if on(t, ok.device) and id(t) not in restored and t.is_floating_point():
                         optimizer.state[p][key] = torch.where(ok, t, torch.zeros_like(t))
 
     # -- the checks -----------------------------------------------------------------------------

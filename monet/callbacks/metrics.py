@@ -118,7 +118,7 @@ class EvalMetrics(L.Callback):
             if self.baseline is None:
                 self.baseline = self.scores(trainer, real, inputs.to(real.device))
             logs |= {f"baseline/{k}": v for k, v in self.baseline.items() if k != "selection"}
-        pl_module.log_dict({k: float(v) for k, v in logs.items()}, sync_dist=True)
+        pl_module.log_dict(logs, sync_dist=True)  # plain floats (`scores`)
 
     def scores(self, trainer: L.Trainer, real: torch.Tensor, fake: torch.Tensor) -> dict:
         """Every metric of `fake` against `real` (this rank's shares), as plain floats."""

@@ -141,9 +141,6 @@ class UnpairedDataModule(MonetDataModule):
             _Images(self._predict.real), batch_size=self.batch_size, collate_fn=_batched
         )
 
-    def predict_names(self) -> list[str]:
-        return self._predict.names if self._predict is not None else []
-
     def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> Any:
         trainer = self.trainer
         if trainer is None or not trainer.training:
