@@ -46,35 +46,50 @@ from monet.malloc import keep_freed_memory
 from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
 from monet.metrics.spectrum import grid_share
-from monet.models import GAN
+from monet.models import GAN, Diffusion
 from monet.models.ema import has_batch_stats, standing_stats_
 
 
 class StepTimer(L.Callback):
-    """Wall time inside training steps (batch start to batch end), and of the whole fit."""
+    """Wall time inside training steps (batch start to batch end), of the whole fit, and after
+    the last step (what the run spends once its budget is out: the final grid, checkpoint).
 
-    def __init__(self) -> None:
-        self.in_steps, self.fit, self._t0, self._fit0 = 0.0, 0.0, 0.0, 0.0
+    With `cpu_minutes`, the fit stops once this process has used that many minutes of its
+    threads' CPU time (`time.process_time()` / threads): the same budget as wall minutes on a
+    quiet machine, and still the same when other work shares the CPU (then it runs longer).
+    """
+
+    def __init__(self, cpu_minutes: float | None = None) -> None:
+        self.in_steps, self.fit, self.after_last, self._t0, self._fit0 = 0.0, 0.0, 0.0, 0.0, 0.0
+        self.cpu_minutes, self._cpu0, self._last = cpu_minutes, 0.0, 0.0
+
+    def cpu_used(self) -> float:
+        return (time.process_time() - self._cpu0) / torch.get_num_threads() / 60
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        self._fit0 = time.perf_counter()
+        self._fit0, self._cpu0 = time.perf_counter(), time.process_time()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self._t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self.in_steps += time.perf_counter() - self._t0
+        self._last = time.perf_counter()
+        self.in_steps += self._last - self._t0
+        if self.cpu_minutes and self.cpu_used() >= self.cpu_minutes:
+            trainer.should_stop = True  # one process: no rank can disagree
 
     def on_fit_end(self, trainer, pl_module) -> None:
-        self.fit = time.perf_counter() - self._fit0
+        now = time.perf_counter()
+        self.fit, self.after_last = now - self._fit0, now - self._last
 
 
 def train(args, root: Path, out: Path) -> tuple[L.LightningModule, StepTimer, L.Trainer]:
-    stop = (
-        [f"--trainer.max_steps={args.steps}", "--trainer.max_time=null"]
-        if args.steps
-        else [f"--trainer.max_time=00:00:{args.minutes:02d}:00", "--trainer.max_steps=-1"]
-    )
+    if args.steps:
+        stop = [f"--trainer.max_steps={args.steps}", "--trainer.max_time=null"]
+    elif args.cpu_minutes:
+        stop = ["--trainer.max_steps=-1", "--trainer.max_time=null"]
+    else:
+        stop = [f"--trainer.max_time=00:00:{args.minutes:02d}:00", "--trainer.max_steps=-1"]
     cli = cli_main(
         [
             "--config",
@@ -90,7 +105,7 @@ def train(args, root: Path, out: Path) -> tuple[L.LightningModule, StepTimer, L.
         run=False,
     )
     trainer = cli.trainer
-    timer = StepTimer()
+    timer = StepTimer(args.cpu_minutes)
     trainer.callbacks.append(timer)
     trainer.fit(cli.model, datamodule=cli.datamodule)
     return cli.model, timer, trainer
@@ -159,6 +174,13 @@ def main() -> None:
     parser.add_argument("config")
     parser.add_argument("--minutes", type=int, default=20, help="wall-clock budget of the fit")
     parser.add_argument("--steps", type=int, default=0, help="a step budget instead (max_steps)")
+    parser.add_argument(
+        "--cpu-minutes",
+        type=float,
+        default=0,
+        help="a budget of this process's CPU time / threads instead: as --minutes on a quiet "
+        "machine, unchanged by other work sharing the CPU",
+    )
     parser.add_argument("--num", type=int, default=150, help="images compared per row")
     parser.add_argument("--size", type=int, default=64, help="px at which SWD compares")
     parser.add_argument("--plain-steps", type=int, default=20, help="0 skips the plain loop")
@@ -224,7 +246,9 @@ def main() -> None:
         f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'} "
         f"({torch.get_num_threads()} threads); {trainer.global_step} optimizer steps "
         f"({trainer.global_step / minutes:.0f}/min{plain}); "
-        f"{timer.in_steps / timer.fit:.0%} of wall time in training steps"
+        f"{timer.in_steps / timer.fit:.0%} of wall time in training steps; "
+        f"{timer.after_last:.0f} s after the last step ({timer.after_last / timer.fit:.1%}); "
+        f"samples: {sampler_of(model)}"
     )
     header = (
         f"{'images':<58} | {'SWD':>6} | {'x floor':>7} | {'near-copies':>11} | "
@@ -243,6 +267,15 @@ def main() -> None:
             flush=True,
         )
     tmp.cleanup()
+
+
+def sampler_of(model: L.LightningModule) -> str:
+    """How `predict` samples: a diffusion model's sampler and its network evaluations."""
+    if not isinstance(model, Diffusion):
+        return "one generator pass"
+    if model.sampler == "ddpm":
+        return f"DDPM, {model.process.timesteps} steps"
+    return f"DDIM, {model.sampling_steps or min(50, model.process.timesteps)} steps"
 
 
 def pick_photos(photos: torch.Tensor, num: int) -> torch.Tensor:

@@ -6,6 +6,7 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from monet.callbacks.samples import check_sampling_steps
 from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.metrics import sliced_wasserstein_distance
@@ -46,8 +47,7 @@ class EvalMetrics(L.Callback):
         seed: int = 0,
         sampling_steps: int | None = None,
     ) -> None:
-        if sampling_steps is not None and sampling_steps < 1:
-            raise ConfigError(f"EvalMetrics sampling_steps={sampling_steps} must be >= 1 or null.")
+        check_sampling_steps("EvalMetrics", sampling_steps)
         self.sampling_steps = sampling_steps
         self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
         self.batch_size, self.seed = batch_size, seed
@@ -96,11 +96,7 @@ class EvalMetrics(L.Callback):
                 f"trainer.check_val_every_n_epoch={every_val}: metrics run at the end of "
                 "validation, so they would never run. Make it a multiple."
             )
-        if self.sampling_steps is not None and not hasattr(pl_module, "process"):
-            raise ConfigError(
-                "EvalMetrics sampling_steps is for diffusion models (DDIM steps of the metric "
-                f"samples); {type(pl_module).__name__} samples in one step: set it to null."
-            )
+        check_sampling_steps("EvalMetrics", self.sampling_steps, pl_module)
         if self.inception and self.metrics is None and self.will_run(trainer):
             from monet.metrics.fid import GenerativeMetrics as Inception  # torchmetrics: slow
 
@@ -114,7 +110,7 @@ class EvalMetrics(L.Callback):
         real = self._real_share(trainer, pl_module)
         inputs, fake = self._generate_share(trainer, pl_module)
         logs = {f"metrics/{k}": v for k, v in self.scores(trainer, real, fake).items()}
-        if getattr(pl_module, "translates", False):  # the photos themselves: how far they moved
+        if pl_module.translates:  # the photos themselves: how far they moved
             if self.baseline is None:
                 self.baseline = self.scores(trainer, real, inputs.to(real.device))
             logs |= {f"baseline/{k}": v for k, v in self.baseline.items() if k != "selection"}
@@ -152,6 +148,5 @@ class EvalMetrics(L.Callback):
         n = len(range(trainer.global_rank, self.num_samples, trainer.world_size))
         gen = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
         noise = pl_module.sample_noise(n, generator=gen)
-        steps = {"sampler": "ddim", "steps": self.sampling_steps} if self.sampling_steps else {}
-        fake = [pl_module.generate(z, **steps) for z in noise.split(self.batch_size)]
+        fake = [pl_module.generate(z, self.sampling_steps) for z in noise.split(self.batch_size)]
         return noise, torch.cat(fake)

@@ -10,16 +10,35 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from PIL import Image
 from torchvision.utils import save_image
 
+from monet.errors import ConfigError
+from monet.models.common import GenerativeModule
 from monet.rundir import run_dir
+
+
+def check_sampling_steps(
+    owner: str, steps: int | None, module: GenerativeModule | None = None
+) -> None:
+    """`sampling_steps` of a callback: a positive count, and only for an iterative sampler."""
+    if steps is not None and steps < 1:
+        raise ConfigError(f"{owner} sampling_steps={steps} must be >= 1 or null.")
+    if steps is not None and module is not None and not module.iterative:
+        raise ConfigError(
+            f"{owner} sampling_steps is for diffusion models (DDIM steps of their samples); "
+            f"{type(module).__name__} samples in one step: set it to null."
+        )
 
 
 class SampleGrid(L.Callback):
     """Write a PNG grid of images generated from fixed noise every `every_n_epochs` epochs.
 
-    The model provides ``sample_noise(n, generator)`` and ``generate(noise)`` (images in
-    [-1, 1]). Grids go to ``<run dir>/samples/epoch=NNNN-step=NNNNNNN.png`` and to every logger
-    that takes images (W&B); a run that stops between two grids writes one at the end, and then
-    ``<run dir>/progress.gif`` animates all of them: the same noise over training. Rank 0 only.
+    The model provides ``sample_noise(n, generator)`` and ``grid_images(noise, steps)``
+    (images in [-1, 1]). Grids go to ``<run dir>/samples/epoch=NNNN-step=NNNNNNN.png`` and to
+    every logger that takes images (W&B); a run that stops between two grids writes one at the
+    end, and then ``<run dir>/progress.gif`` animates all of them: the same noise over training.
+    Rank 0 only.
+
+    With `sampling_steps`, a diffusion model's grids come from DDIM in that many steps: a
+    300-step DDPM grid at the end of a run would overrun its time limit by minutes on a CPU.
     """
 
     def __init__(
@@ -29,14 +48,18 @@ class SampleGrid(L.Callback):
         nrow: int = 8,
         seed: int = 1234,
         gif_ms_per_frame: int = 400,
+        sampling_steps: int | None = None,
     ) -> None:
+        check_sampling_steps("SampleGrid", sampling_steps)
+        self.sampling_steps = sampling_steps
         self.every_n_epochs, self.num_samples = every_n_epochs, num_samples
         self.nrow, self.seed = nrow, seed
         self.gif_ms_per_frame = gif_ms_per_frame
         self.noise: torch.Tensor | None = None
         self.last_step: int | None = None  # global step of the newest grid
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_fit_start(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
+        check_sampling_steps("SampleGrid", self.sampling_steps, pl_module)
         if self.noise is None:
             gen = torch.Generator().manual_seed(self.seed)
             self.noise = pl_module.sample_noise(self.num_samples, generator=gen)
@@ -56,8 +79,7 @@ class SampleGrid(L.Callback):
 
     @rank_zero_only
     def write(self, trainer: L.Trainer, pl_module: L.LightningModule) -> Path:
-        # a translation model shows each input beside its output (photo | painting)
-        images = getattr(pl_module, "grid_images", pl_module.generate)(self.noise)
+        images = pl_module.grid_images(self.noise, self.sampling_steps)
         folder = run_dir(trainer) / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"epoch={trainer.current_epoch:04d}-step={trainer.global_step:07d}.png"

@@ -17,9 +17,13 @@ from monet.nets.common import cpu_has_bf16
 
 
 class GenerativeModule(L.LightningModule):
-    """A family's base: subclasses provide ``sample_noise`` and ``generate``.
+    """A family's base, and the contract that callbacks, `predict` and the benchmarks use.
 
-    ``predict`` turns batches of per-image seeds (from the DataModule) into images in [-1, 1],
+    Subclasses provide ``sample_noise`` (the inputs of a grid, of metrics and of `predict`) and
+    ``generate`` (those inputs to images in [-1, 1]); they say whether they translate (their
+    inputs are images, which metrics then score too) and whether sampling is iterative (then
+    ``generate(inputs, steps=N)`` samples in N network evaluations; a one-pass family ignores
+    `steps`). ``predict`` turns batches of per-image seeds (from the DataModule) into images,
     so image i is the same whatever the batch size or the number of devices.
     """
 
@@ -27,12 +31,18 @@ class GenerativeModule(L.LightningModule):
     counters: tuple[str, ...] = ()  # int attributes saved in checkpoints for an exact resume
     channels_last = False  # NHWC activations: faster convolutions on GPUs and most CPUs
     compile = False  # torch.compile every network
+    translates = False  # inputs are images to translate, not noise
+    iterative = False  # sampling takes many network evaluations, set by `steps`
 
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
 
-    def generate(self, noise: torch.Tensor) -> torch.Tensor:
+    def generate(self, inputs: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def grid_images(self, inputs: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """What a sample grid shows of `inputs`: the generated images."""
+        return self.generate(inputs, steps)
 
     def setup(self, stage: str) -> None:
         check_sizes(self, *self.networks)

@@ -115,7 +115,7 @@ class CycleGAN(Adversarial):
             index = index.repeat(-(-n // len(photos)))[:n]
         return to_unit(photos[index])
 
-    def grid_images(self, photos: torch.Tensor) -> torch.Tensor:
+    def grid_images(self, photos: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Photo, painting, photo, painting, ...: each translation beside its photo."""
         paintings = self.generate(photos)
         return torch.stack([photos.to(paintings), paintings], dim=1).flatten(0, 1)

@@ -48,6 +48,7 @@ class Diffusion(GenerativeModule):
 
     networks = ("denoiser",)
     counters = ("ema_updates",)
+    iterative = True
 
     def __init__(
         self,
@@ -99,19 +100,16 @@ class Diffusion(GenerativeModule):
 
     @torch.no_grad()
     def generate(
-        self,
-        noise: torch.Tensor,
-        sampler: str | None = None,
-        steps: int | None = None,
-        progress: bool = False,
+        self, noise: torch.Tensor, steps: int | None = None, progress: bool = False
     ) -> torch.Tensor:
-        """Images in [-1, 1] from starting noise x_T, with the EMA weights where present.
+        """Images in [-1, 1] from starting noise x_T, with the EMA weights where present: with
+        the config's sampler, or with DDIM in `steps` steps where given (metrics, grids).
 
         The per-step noise of DDPM (and DDIM with eta > 0) comes from one generator per image,
         seeded from that image's x_T: image i depends on its own x_T alone, whatever the batch
         or devices, and sampling never draws from the training's random streams.
         """
-        sampler = sampler or self.sampler
+        sampler = "ddim" if steps else self.sampler
         steps = None if sampler == "ddpm" else steps or self.sampling_steps
         generators = [torch.Generator().manual_seed(seed_of(x)) for x in noise.cpu()]
         x = sample(

@@ -50,8 +50,8 @@ class Adversarial(GenerativeModule):
         return self.generator if self.generator_ema is None else self.generator_ema
 
     @torch.no_grad()
-    def generate(self, noise: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] from `noise`, with the sampling generator in eval mode."""
+    def generate(self, noise: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Images in [-1, 1] from `noise` in one pass of the sampling generator (eval mode)."""
         with eval_mode(self.sampling_net) as net:  # every submodule gets its own mode back
             return net(noise.to(self.device)).float()
 
