@@ -206,3 +206,21 @@ def no_weights(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(torch.hub, "_hub_dir", None)  # undo any torch.hub.set_dir of the process
     assert inception_cache_dir() == tmp_path / "torch" / "hub" / "checkpoints"
     return tmp_path / "torch"
+
+
+def one_line_error(args: list[str], capsys, monkeypatch) -> str:
+    """`python -m monet ARGS`, in-process: it exits with 2 and one `monet: error:` line, with no
+    traceback and no usage text; returns that line."""
+    import sys
+
+    from monet.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["monet", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err[-2000:]
+    assert "Traceback" not in err and "usage:" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("monet: error:")]
+    return line
