@@ -73,6 +73,26 @@ def make_kaggle_zip(root: Path, path: Path) -> Path:
     return path
 
 
+def holiday(root: Path) -> Path:
+    """A folder as a user has it: photos in nested folders of any name, and other files."""
+    photos = {
+        "beach/IMG_0003.jpg": "JPEG",
+        "beach/IMG_0010.PNG": "PNG",
+        "city/2024/May/DSC1.jpeg": "JPEG",
+        "IMG_0001.webp": "WEBP",
+    }
+    for (relative, fmt), array in zip(photos.items(), random_images(4, 24, seed=3)):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(jpeg_bytes(array, "RGB", fmt))
+    (root / "notes.txt").write_text("where we went")
+    (root / "beach" / "video.mov").write_bytes(b"\0" * 10)
+    (root / ".DS_Store").write_bytes(b"\0")  # hidden: skipped without a word
+    return root
+
+
+HOLIDAY = ["IMG_0001.webp", "beach/IMG_0003.jpg", "beach/IMG_0010.PNG", "city/2024/May/DSC1.jpeg"]
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 

@@ -6,12 +6,11 @@ import io
 import struct
 import zipfile
 import zlib
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import jpeg_bytes, make_kaggle_zip, random_images, write_tfrecord
+from conftest import HOLIDAY, holiday, jpeg_bytes, make_kaggle_zip, random_images, write_tfrecord
 from PIL import Image
 
 from monet.data import sources
@@ -265,26 +264,6 @@ def test_a_heic_without_its_plugin_names_the_file_and_the_fix(monkeypatch):
     monkeypatch.setattr(Image, "OPEN", {k: v for k, v in Image.OPEN.items() if "HEIF" not in k})
     with pytest.raises(DataError, match=r"IMG_0004\.HEIC.*pip install pillow-heif.*JPEG\.$"):
         decode_rgb(data, "holiday/IMG_0004.HEIC", "IMG_0004.HEIC")
-
-
-def holiday(root: Path) -> Path:
-    """A folder as a user has it: photos in nested folders of any name, and other files."""
-    photos = {
-        "beach/IMG_0003.jpg": "JPEG",
-        "beach/IMG_0010.PNG": "PNG",
-        "city/2024/May/DSC1.jpeg": "JPEG",
-        "IMG_0001.webp": "WEBP",
-    }
-    for (relative, fmt), array in zip(photos.items(), random_images(4, 24, seed=3)):
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_bytes(encoded(Image.fromarray(array), fmt))
-    (root / "notes.txt").write_text("where we went")
-    (root / "beach" / "video.mov").write_bytes(b"\0" * 10)
-    (root / ".DS_Store").write_bytes(b"\0")  # hidden: skipped without a word
-    return root
-
-
-HOLIDAY = ["IMG_0001.webp", "beach/IMG_0003.jpg", "beach/IMG_0010.PNG", "city/2024/May/DSC1.jpeg"]
 
 
 def test_a_folder_is_read_at_any_depth_in_path_order(tmp_path, capsys):
