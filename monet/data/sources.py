@@ -167,7 +167,9 @@ def find_files(
     if skipped:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         print(
-            f"monet: {root}: skipped {len(skipped)} files that are not images: {shown}",
+            f"monet: {root}: skipped {len(skipped)} "
+            + ("file that is not an image" if len(skipped) == 1 else "files that are not images")
+            + f": {shown}",
             file=sys.stderr,
         )
     return _pick(candidates, fmt, str(root), looked)
