@@ -8,12 +8,13 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from monet.callbacks import EvalMetrics, ImageExport
+from monet.cli_errors import check_config_file, config_paths, one_line
 from monet.data import MonetDataModule
 from monet.errors import ConfigError, MonetError
 from monet.malloc import keep_freed_memory
@@ -37,11 +38,61 @@ class SaveConfig(SaveConfigCallback):
                     logger.log_hyperparams({"config": self.config.as_dict()})
         self.already_saved = True
 
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint) -> None:
+        """What the checkpoint holds, so that another config is refused before it is built."""
+        checkpoint["monet"] = model_info(pl_module)
+
+
+def model_info(model: LightningModule) -> dict[str, Any]:
+    """The family, main network and image size of a built model."""
+    net = next((getattr(model, k) for k in ("generator", "denoiser") if hasattr(model, k)), None)
+    return {
+        "family": type(model).__name__,
+        "network": type(net).__name__ if net is not None else None,
+        "image_size": getattr(net, "image_size", None),
+    }
+
+
+def describe(info: dict[str, Any]) -> str:
+    """'a GAN (FastGANGenerator, 64 px)' from what `model_info` gives (parts may be missing)."""
+    size = f"{info['image_size']} px" if info.get("image_size") else None
+    details = ", ".join(str(d) for d in (info.get("network"), size) if d)
+    return f"a {info.get('family')}" + (f" ({details})" if details else "")
+
+
+def refuse_other_model(path: Path, held: dict[str, Any], asked: dict[str, Any], by: str) -> None:
+    """One line when checkpoint `path` holds another family, network or size than `asked`."""
+    if any(held.get(k) and asked.get(k) and held[k] != asked[k] for k in asked):
+        raise ConfigError(
+            f"{path} holds {describe(held)}; {by} builds {describe(asked)}. Use the config "
+            "(and --data.image_size) it was trained with, or a checkpoint of this config."
+        )
+
+
+class MonetParser(LightningArgumentParser):
+    """Parse errors as one `monet: error:` line naming the key and the fix, without usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse trying alternatives: it catches these
+            super().error(message, ex)
+        raise ConfigError(one_line(message))
+
 
 class MonetCLI(LightningCLI):
     """LightningCLI whose networks take their image size from `data.image_size`."""
 
     NETWORK_KEYS = ("generator", "critic", "denoiser")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, parser_class=MonetParser, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Config files first: a YAML error names the file, line and column."""
+        given = sys.argv[1:] if args is None else args
+        if isinstance(given, list):
+            for path in config_paths(given):
+                check_config_file(path)
+        super().parse_arguments(parser, args)
 
     def add_arguments_to_parser(self, parser) -> None:
         # One source of truth: a link for each network slot the families have; a slot the
@@ -61,12 +112,30 @@ class MonetCLI(LightningCLI):
         )
 
     def _parse_ckpt_path(self) -> None:
-        """Lightning reads the checkpoint's hyperparameters while parsing: check it first."""
+        """Lightning builds the model from the checkpoint's hyperparameters while parsing: check
+        first that the checkpoint is readable and of the family, network and size asked for."""
         subcommand = self.config.get("subcommand")
         path = self.config[subcommand].get("ckpt_path") if subcommand else None
         if path not in (None, "last"):
-            read_weights(Path(path))
+            held = checkpoint_info(read_checkpoint(Path(path)))
+            config = self.config[subcommand]
+            configs = [str(c) for c in config.get("config") or []]
+            by = configs[-1] if configs else "this config"
+            refuse_other_model(Path(path), held, self._asked(config), by)
         super()._parse_ckpt_path()
+
+    def _asked(self, config: Any) -> dict[str, Any]:
+        """The family, main network and image size a parsed (not built) config asks for."""
+        model, data = config.get("model"), config.get("data")
+        init = (model.get("init_args") if model is not None else None) or {}
+        net = next((init.get(k) for k in ("generator", "denoiser") if init.get(k)), None)
+        size = (data.get("init_args") or {}).get("image_size") if data is not None else None
+
+        def name(spec: Any) -> str | None:
+            path = spec.get("class_path") if hasattr(spec, "get") else None
+            return str(path).rsplit(".", 1)[-1] if path else None
+
+        return {"family": name(model), "network": name(net), "image_size": size}
 
     def resolve_last_checkpoint(self) -> None:
         """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions, or
@@ -96,8 +165,10 @@ class MonetCLI(LightningCLI):
     before_fit = before_validate = before_test = resolve_last_checkpoint
 
     def before_predict(self) -> None:
+        export = self.config_init[self.subcommand]["export"]
+        export.check_output()  # before the photos are read or anything is generated
         self.resolve_last_checkpoint()
-        self.trainer.callbacks.append(self.config_init[self.subcommand]["export"])
+        self.trainer.callbacks.append(export)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         """GANs under DDP: each step leaves one network without gradients (the critic step does
@@ -133,10 +204,24 @@ class MonetCLI(LightningCLI):
 
 def read_weights(path: Path) -> dict[str, torch.Tensor]:
     """The state_dict of checkpoint `path` (memory-mapped), or a one-line error with the fix."""
+    return read_checkpoint(path)["state_dict"]
+
+
+def checkpoint_info(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds: its family (from its hyperparameters) and, when written by this
+    version, its main network and image size."""
+    family = checkpoint.get("hyper_parameters", {}).get("_class_path", "")
+    return {"family": family.rsplit(".", 1)[-1] or None, **checkpoint.get("monet", {})}
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Checkpoint `path` (memory-mapped), or a one-line error with the fix."""
     if not path.is_file():
         raise ConfigError(f"--ckpt_path {path}: no such file; give a .ckpt file or 'last'.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state_dict"]
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint["state_dict"]  # noqa: B018 - a Lightning checkpoint has one
+        return checkpoint
     except Exception as err:  # noqa: BLE001 - any unreadable file is the same mistake
         raise ConfigError(
             f"--ckpt_path {path} is not a readable Lightning checkpoint ({type(err).__name__}: "
@@ -148,7 +233,9 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
 def check_checkpoint(path: Path, model: LightningModule) -> None:
     """Fail before the first step when `path` cannot be resumed into `model`: a missing,
     truncated or foreign file, or weights of another family, network or image size."""
-    weights = read_weights(path)
+    checkpoint = read_checkpoint(path)
+    refuse_other_model(path, checkpoint_info(checkpoint), model_info(model), "this config")
+    weights = checkpoint["state_dict"]
     own = model.state_dict()
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]

@@ -73,6 +73,26 @@ def make_kaggle_zip(root: Path, path: Path) -> Path:
     return path
 
 
+def holiday(root: Path) -> Path:
+    """A folder as a user has it: photos in nested folders of any name, and other files."""
+    photos = {
+        "beach/IMG_0003.jpg": "JPEG",
+        "beach/IMG_0010.PNG": "PNG",
+        "city/2024/May/DSC1.jpeg": "JPEG",
+        "IMG_0001.webp": "WEBP",
+    }
+    for (relative, fmt), array in zip(photos.items(), random_images(4, 24, seed=3)):
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(jpeg_bytes(array, "RGB", fmt))
+    (root / "notes.txt").write_text("where we went")
+    (root / "beach" / "video.mov").write_bytes(b"\0" * 10)
+    (root / ".DS_Store").write_bytes(b"\0")  # hidden: skipped without a word
+    return root
+
+
+HOLIDAY = ["IMG_0001.webp", "beach/IMG_0003.jpg", "beach/IMG_0010.PNG", "city/2024/May/DSC1.jpeg"]
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
@@ -206,3 +226,21 @@ def no_weights(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(torch.hub, "_hub_dir", None)  # undo any torch.hub.set_dir of the process
     assert inception_cache_dir() == tmp_path / "torch" / "hub" / "checkpoints"
     return tmp_path / "torch"
+
+
+def one_line_error(args: list[str], capsys, monkeypatch) -> str:
+    """`python -m monet ARGS`, in-process: it exits with 2 and one `monet: error:` line, with no
+    traceback and no usage text; returns that line."""
+    import sys
+
+    from monet.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["monet", *args])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2, err[-2000:]
+    assert "Traceback" not in err and "usage:" not in err
+    (line,) = [line for line in err.splitlines() if line.startswith("monet: error:")]
+    return line

@@ -3,6 +3,7 @@ Kaggle data when MONET_DATA is set."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from contextlib import nullcontext
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, shrink_nets, small
+from conftest import CONFIGS, ROOT, one_line_error, shrink_nets, small
 
 from monet.__main__ import cli_main
 from monet.errors import ConfigError
@@ -175,3 +176,99 @@ def test_wgan_gp_on_the_real_data_leaves_checkpoint_and_grid(shared_data, tmp_pa
         critic=cli.model.critic,
     )
     assert model.n_critic == 5
+
+
+def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    broken = tmp_path / "mine.yaml"
+    broken.write_text("model:\n  class_path: monet.models.GAN\n  init_args:\n    loss: [wgan\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "monet", "fit", "--config", str(broken)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "usage" not in result.stderr and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"monet: error: {broken}, line 5, column 1: expected ','")
+    assert "flow sequence at line 4, column 11); fix the YAML syntax there." in result.stderr
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        (
+            "monet.nets.WGANGenerator",
+            "monet.nets.WganGenerator",
+            r"model.init_args.generator.class_path: there is no class monet.nets.WganGenerator; "
+            r"did you mean monet.nets.WGANGenerator\?",
+        ),
+        ("    n_critic: 5", "    n_critc: 5", "model.init_args.n_critc: GAN has no option "),
+    ],
+)
+def test_a_misspelt_class_or_key_names_the_key_and_the_closest_name(
+    old, new, message, tmp_path, capsys, monkeypatch
+):
+    text = (ROOT / "configs/wgan_gp.yaml").read_text()
+    assert old in text
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(text.replace(old, new))
+    line = one_line_error(["fit", "--config", str(mine)], capsys, monkeypatch)
+    assert re.fullmatch(rf"monet: error: {re.escape(str(mine))}: {message}.*", line)
+    if "n_critc" in new:
+        assert line.endswith("did you mean n_critic?")
+
+
+@pytest.mark.parametrize(
+    "arg, value, message",
+    [
+        (
+            "--model.init_args.generator.class_path",
+            "monet.nets.ResNetGenerator",
+            "model.init_args.generator.class_path: there is no class monet.nets.ResNetGenerator; "
+            "did you mean monet.nets.ResnetGenerator?",
+        ),
+        (
+            "--model.init_args.gp_weigth",
+            "3",
+            "model.init_args.gp_weigth: GAN has no option 'gp_weigth'; did you mean gp_weight?",
+        ),
+    ],
+)
+def test_a_misspelt_class_or_key_on_the_command_line(arg, value, message, capsys, monkeypatch):
+    config = str(ROOT / "configs/wgan_gp.yaml")
+    line = one_line_error(["fit", "--config", config, arg, value], capsys, monkeypatch)
+    assert line == f"monet: error: {message}"
+
+
+def fake_checkpoint(path: Path, family: str, network: str, size: int) -> Path:
+    """What the checks read before a model is built: the family, network and image size."""
+    hparams = {"_class_path": f"monet.models.{family}"}
+    info = {"family": family, "network": network, "image_size": size}
+    torch.save({"state_dict": {}, "hyper_parameters": hparams, "monet": info}, path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "subcommand, config, held, asks",
+    [
+        ("fit", "cyclegan", ("GAN", "FastGANGenerator", 64), "a CycleGAN (ResnetGenerator, 32 px)"),
+        ("predict", "wgan_gp", ("CycleGAN", "ResnetGenerator", 32), "a GAN (WGANGenerator, 32 px)"),
+        ("validate", "fastgan", ("GAN", "WGANGenerator", 32), "a GAN (FastGANGenerator, 32 px)"),
+        ("fit", "wgan_gp", ("GAN", "WGANGenerator", 64), "a GAN (WGANGenerator, 32 px)"),
+    ],
+)
+def test_a_checkpoint_of_another_model_is_refused_before_anything_is_built(
+    subcommand, config, held, asks, kaggle_dir, tmp_path, capsys, monkeypatch
+):
+    path = fake_checkpoint(tmp_path / "last.ckpt", *held)
+    yaml = ROOT / "configs" / f"{config}.yaml"
+    args = [subcommand, *small(yaml, kaggle_dir, tmp_path / "run", "--ckpt_path", str(path))]
+    line = one_line_error(args, capsys, monkeypatch)
+    family, network, size = held
+    assert line == (
+        f"monet: error: {path} holds a {family} ({network}, {size} px); {yaml} builds {asks}. "
+        "Use the config (and --data.image_size) it was trained with, or a checkpoint of this "
+        "config."
+    )
+    assert not (tmp_path / "run").exists()  # nothing built, nothing written

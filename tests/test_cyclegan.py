@@ -152,7 +152,7 @@ def test_predict_translates_every_photo_of_a_folder_in_order(kaggle_dir, tmp_pat
     args = small(CYCLEGAN, kaggle_dir, tmp_path, "--ckpt_path", "last", *extra)
     cli = cli_main(["predict", *args, "--export.output", str(out), *shrink_nets(CYCLEGAN)])
     written = sorted(out.iterdir())
-    assert [p.name for p in written] == [f"{i:05d}.png" for i in range(7)]
+    assert [p.name for p in written] == [f"p{i:02d}.png" for i in range(7)]  # named as the photos
     model = cli.model.eval()
     for path, image in zip(paths, written, strict=True):
         photo = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import zipfile
+from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, shrink_nets, small
+from conftest import HOLIDAY, ROOT, holiday, make_kaggle_dir, one_line_error, shrink_nets, small
 from PIL import Image
 
 from monet.__main__ import cli_main
@@ -91,3 +92,85 @@ def test_kaggle_zip_with_7000_images_from_a_wgan_checkpoint(kaggle_dir, tmp_path
             image = Image.open(f)
             assert image.size == (256, 256) and image.format == "JPEG" and image.mode == "RGB"
     assert (tmp_path / "images.memorization.json").is_file()
+
+
+# -- your own photos: names, refusals -------------------------------------------------------------
+CYCLEGAN = ROOT / "configs" / "cyclegan.yaml"
+
+
+@pytest.fixture(scope="module")
+def cyclegan_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
+    """The data and last.ckpt of a one-step CycleGAN run."""
+    root = tmp_path_factory.mktemp("cyclegan")
+    data = make_kaggle_dir(root / "data")
+    args = small(CYCLEGAN, data, root, "--trainer.max_steps", "1", "--inception", "false")
+    cli_main(["fit", *args, *shrink_nets(CYCLEGAN)])
+    (ckpt,) = root.rglob("last.ckpt")
+    return data, ckpt
+
+
+def translate(data: Path, ckpt: Path, out: Path, *extra: str) -> list[str]:
+    size = ["--data.init_args.predict_image_size", "32", "--export.size", "32"]
+    args = small(CYCLEGAN, data, out.parent, "--ckpt_path", str(ckpt), *size, *extra)
+    return ["predict", *args, "--export.output", str(out), *shrink_nets(CYCLEGAN)]
+
+
+def test_a_zipped_folder_of_photos_is_translated_under_their_own_names(
+    cyclegan_checkpoint, tmp_path, capsys, monkeypatch
+):
+    data, ckpt = cyclegan_checkpoint
+    folder = holiday(tmp_path / "holiday")
+    archive = tmp_path / "holiday.zip"  # what a file manager's "compress folder" makes
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            zf.write(path, path.relative_to(tmp_path).as_posix())
+    out = tmp_path / "painted"
+    args = translate(data, ckpt, out, "--data.init_args.predict_root", str(archive))
+    cli_main(args)
+    assert (
+        "skipped 2 files that are not images: beach/video.mov, notes.txt" in capsys.readouterr().err
+    )
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == sorted(str(Path(name).with_suffix(".png")) for name in HOLIDAY)
+    assert Image.open(out / "beach" / "IMG_0003.png").size == (32, 32)
+    before = {p: p.read_bytes() for p in out.rglob("*.png")}
+    # the same command again would replace them: refused, nothing touched
+    line = one_line_error(args, capsys, monkeypatch)
+    assert line == (
+        f"monet: error: --export.output {out} already holds 4 of the 4 files to write "
+        "(IMG_0001.png, beach/IMG_0003.png, beach/IMG_0010.png, ...); choose another "
+        "--export.output, or add --export.overwrite true to replace them."
+    )
+    assert {p: p.read_bytes() for p in out.rglob("*.png")} == before
+
+
+def test_outputs_that_cannot_be_written_are_refused_in_one_line(
+    cyclegan_checkpoint, tmp_path, capsys, monkeypatch
+):
+    data, ckpt = cyclegan_checkpoint
+    taken = tmp_path / "painting.png"
+    taken.write_bytes(b"a painting of mine")
+    line = one_line_error(translate(data, ckpt, taken), capsys, monkeypatch)
+    assert line == (
+        f"monet: error: --export.output {taken} is a file, not a folder; choose another "
+        "--export.output: a folder (created if missing) or a path ending in .zip."
+    )
+    assert taken.read_bytes() == b"a painting of mine"
+    wgan = ROOT / "configs" / "wgan_gp.yaml"
+    args = small(wgan, data, tmp_path, "--data.predict_size", "0", *shrink_nets(wgan))
+    line = one_line_error(["predict", *args], capsys, monkeypatch)
+    assert line.startswith("monet: error: data.predict_size=0 asks for no images")
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "predict"])
+def test_a_cyclegan_checkpoint_with_a_gan_config_is_refused_in_one_line(
+    subcommand, cyclegan_checkpoint, tmp_path, capsys, monkeypatch
+):
+    data, ckpt = cyclegan_checkpoint
+    wgan = ROOT / "configs" / "wgan_gp.yaml"
+    args = small(wgan, data, tmp_path, "--ckpt_path", str(ckpt), *shrink_nets(wgan))
+    line = one_line_error([subcommand, *args], capsys, monkeypatch)
+    assert line.startswith(
+        f"monet: error: {ckpt} holds a CycleGAN (ResnetGenerator, 32 px); {wgan} builds a GAN "
+        "(WGANGenerator, 32 px). Use the config"
+    )

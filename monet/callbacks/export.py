@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import tempfile
+from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 import lightning as L
@@ -12,7 +13,8 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
-from monet.errors import MonetError
+from monet.data.sources import IMAGE_SUFFIXES
+from monet.errors import ConfigError, MonetError
 from monet.images import to_uint8
 
 
@@ -24,14 +26,48 @@ def resized_uint8(images: torch.Tensor, size: int | None) -> torch.Tensor:
     return to_uint8(images).cpu()
 
 
+def output_names(names: list[str], suffix: str) -> list[str]:
+    """One output file per input, named after it: ``beach/IMG_3.jpg`` -> ``beach/IMG_3.png``.
+
+    Inputs that would meet keep their own suffix (``a.jpg`` -> ``a.jpg.png``, ``a.png`` ->
+    ``a.png.png``); equal names (TFRecord images) are numbered. Names stay below the output
+    folder: ``..`` and absolute parts of zip members are dropped.
+    """
+
+    def clean(name: str) -> str:
+        parts = [p for p in PurePosixPath(name).parts if p not in ("/", ".", "..")]
+        return "/".join(parts) or "image"
+
+    def stem(name: str) -> str:
+        path = PurePosixPath(name)
+        return str(path.with_suffix("")) if path.suffix.lower() in IMAGE_SUFFIXES else name
+
+    names = [clean(n) for n in names]
+    first = [f"{stem(n)}.{suffix}" for n in names]
+    count: dict[str, int] = {}
+    for f in first:
+        count[f.lower()] = count.get(f.lower(), 0) + 1  # a case-insensitive disk too
+    out, taken = [], set()
+    for f, n in zip(first, names):
+        name, k = (f if count[f.lower()] == 1 else f"{n}.{suffix}"), 1
+        while name.lower() in taken:
+            name, k = f"{stem(f)}-{k}.{suffix}", k + 1
+        taken.add(name.lower())
+        out.append(name)
+    return out
+
+
 class ImageExport(BasePredictionWriter):
     """Save what ``predict`` generates.
 
     With `output` ending in ``.zip`` it writes a Kaggle submission (7,000-10,000 JPEGs of
     256x256, checked against the competition's format before writing) and, when the training
-    images can be read, a memorization report beside it. Otherwise it writes `output/NNNNN.png`
-    (or ``.jpg``), image i from seed i of the DataModule. Under DDP every rank writes its own
-    files; rank 0 writes the zip from all ranks' images.
+    images can be read, a memorization report beside it. Otherwise it writes a folder: a
+    translated photo keeps its path below `predict_root` (``beach/IMG_3.jpg`` ->
+    ``output/beach/IMG_3.png``); a generated image i (from seed i) is ``output/NNNNN.png``.
+    An output that is a file, a folder that cannot be written, or existing files it would
+    replace are refused before anything is generated (`overwrite` replaces them). Under DDP
+    every rank writes its own files; rank 0 writes the zip from all ranks' images.
     """
 
     def __init__(
@@ -41,12 +77,64 @@ class ImageExport(BasePredictionWriter):
         size: int | None = 256,
         quality: int = 95,
         memorization: bool = True,
+        overwrite: bool = False,
     ) -> None:
         super().__init__(write_interval="batch")
         self.output, self.format, self.size = Path(output), format, size
-        self.quality, self.memorization = quality, memorization
+        self.quality, self.memorization, self.overwrite = quality, memorization, overwrite
         self.kaggle = self.output.suffix == ".zip"
         self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (indices, uint8 images)
+        self.files: list[str] | None = None  # each image's file below `output`
+
+    def check_output(self) -> None:
+        """Refuse, in one line, an output that cannot be written or would replace a file."""
+        out, fix = self.output, "choose another --export.output"
+        if self.kaggle and out.is_dir():
+            raise ConfigError(f"--export.output {out} is a folder, not a zip file; {fix}.")
+        if self.kaggle and out.exists() and not self.overwrite:
+            raise ConfigError(
+                f"--export.output {out} already exists; {fix}, or add --export.overwrite true "
+                "to replace it."
+            )
+        if not self.kaggle and out.exists() and not out.is_dir():
+            raise ConfigError(
+                f"--export.output {out} is a file, not a folder; {fix}: a folder (created if "
+                "missing) or a path ending in .zip."
+            )
+        folder = out.parent if self.kaggle else out
+        existing = next(p for p in (folder, *folder.parents) if p.exists())
+        if not existing.is_dir():
+            raise ConfigError(f"--export.output {out}: {existing} is a file, not a folder; {fix}.")
+        try:
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as err:
+            raise ConfigError(
+                f"--export.output {out}: {existing} cannot be written ({err.strerror}); {fix}."
+            ) from None
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Before predicting: check the output and name every file, so nothing is replaced."""
+        if stage != "predict":
+            return
+        self.check_output()
+        if self.kaggle:
+            return
+        datamodule = trainer.datamodule
+        names = getattr(datamodule, "predict_names", None)  # the photos a CycleGAN translates
+        if names is None and getattr(datamodule, "predict_size", None) is not None:
+            names = [f"{i:05d}" for i in range(datamodule.predict_size)]
+        self.files = None if names is None else output_names(names, self.format)
+        there = [f for f in self.files or [] if (self.output / f).exists()]
+        if there and not self.overwrite:
+            shown = ", ".join(there[:3]) + (", ..." if len(there) > 3 else "")
+            raise ConfigError(
+                f"--export.output {self.output} already holds {len(there)} of the "
+                f"{len(self.files)} files to write ({shown}); choose another --export.output, "
+                "or add --export.overwrite true to replace them."
+            )
+        self.output.mkdir(parents=True, exist_ok=True)
+        trainer.strategy.barrier("image_export_checked")  # every rank checked before any writes
 
     def write_on_batch_end(
         self,
@@ -62,10 +150,11 @@ class ImageExport(BasePredictionWriter):
         if self.kaggle:  # kept at the model's size: 7,000 x 3 x 64 x 64 is 86 MB
             self.parts.append((index, resized_uint8(prediction, None)))
             return
-        self.output.mkdir(parents=True, exist_ok=True)
         for i, image in zip(index.tolist(), resized_uint8(prediction, self.size)):
             data = encode_png(image) if self.format == "png" else encode_jpeg(image, self.quality)
-            (self.output / f"{i:05d}.{self.format}").write_bytes(data.numpy().tobytes())
+            path = self.output / (self.files[i] if self.files else f"{i:05d}.{self.format}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data.numpy().tobytes())
 
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.kaggle:

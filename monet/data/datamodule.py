@@ -115,12 +115,18 @@ class MonetDataModule(L.LightningDataModule):
         self.augment = augment or Augment()
         self.cache_dir, self.seed = cache_dir, seed
         self.predict_size, self.predict_seed = predict_size, predict_seed
+        if predict_size < 1:
+            raise ConfigError(
+                f"data.predict_size={predict_size} asks for no images: give the number of images "
+                "predict should generate (1 or more)."
+            )
         if val_size is not None and val_size < 1:
             raise ConfigError(f"data.val_size={val_size} must be at least 1, or null for all.")
         self.val_size = val_size
         self.real: torch.Tensor | None = None  # (N, 3, S, S) uint8: the images as they are
         self.train_images: torch.Tensor | None = None  # the same, expanded by five-crop
         self.names: list[str] = []
+        self.paths: list[str] = []  # each image's file below the root (a TFRecord's: its name)
         self._steps = 0  # training batches augmented so far: the augmentation RNG stream
 
     # -- the decode-once cache ---------------------------------------------------------------
@@ -140,20 +146,23 @@ class MonetDataModule(L.LightningDataModule):
                 os.replace(tmp, cache)  # atomic: a killed run never leaves half a cache
                 saved = torch.load(cache, mmap=True, weights_only=True)
         self.real, self.train_images, self.names = saved["real"], saved["train"], saved["names"]
+        self.paths = saved.get("paths", self.names)
         rank_zero_info(
             f"MonetDataModule: {len(self.real)} {self.domain} images from {len(sources)} files, "
             f"{len(self.train_images)} training images at {self.image_size} px"
         )
 
     def _decode(self, sources: list) -> dict[str, Any]:
-        names, real, train = [], [], []
+        names, paths, real, train = [], [], [], []
         for source in sources:
             for name, image in read_images(source):
                 views = preprocess(image, self.image_size, self.augment.five_crop)
                 names.append(name)
+                paths.append(source.relative if source.kind == "image" else name)
                 real.append(views[0])
                 train.extend(views)
-        return {"names": names, "real": torch.stack(real), "train": torch.stack(train)}
+        real, train = torch.stack(real), torch.stack(train)
+        return {"names": names, "paths": paths, "real": real, "train": train}
 
     def _cache_path(self, sources: list) -> Path | None:
         if self.cache_dir is None:

@@ -1,4 +1,5 @@
-"""Finding and reading images: Kaggle-layout folders, the Kaggle zip, explicit file lists.
+"""Finding and reading images: Kaggle-layout folders, the Kaggle zip, any folder or zip of images
+at any depth, explicit file lists; one decoder (`decode_rgb`) for every source.
 
 TFRecords are framed and CRC-checked here (the `tfrecord` package's reader skips the CRCs and
 fails with bare errors); the records themselves are parsed with the `tfrecord` package.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import io
 import struct
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,17 +17,28 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, ImageOps
 from tfrecord import example_pb2
 from tfrecord.writer import TFRecordWriter
-from torchvision.io import ImageReadMode, decode_image
 
 from monet.errors import DataError
 
+try:  # iPhone photos (HEIC/HEIF): wheels with libheif inside for Linux, macOS and Windows
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIF = True
+except ImportError:  # pragma: no cover - a platform without a pillow-heif wheel
+    HEIF = False
+
 TFREC_SUFFIXES = (".tfrec", ".tfrecord", ".tfrecords")
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-# raster formats that torchvision leaves to PIL (`decode_rgb` falls back to it): a user's own
-# photos to translate come in any of them
-PIL_SUFFIXES = (".gif", ".jfif", ".jpe", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".ico")
+# every raster format PIL (with pillow-heif) reads: a user's own photos come in any of them
+IMAGE_SUFFIXES = (
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif",
+    ".heic", ".heif", ".avif", ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".ico",
+)  # fmt: skip
+# the Kaggle layout: a tree with one of these folders is read by domain, any other tree whole
+KAGGLE_FOLDERS = {f"{d}_{k}" for d in ("monet", "photo") for k in ("jpg", "tfrec")}
 HOW_TO_GET = (
     "Get the Kaggle data with `kaggle competitions download -c gan-getting-started`, then unzip "
     "it into data/ or pass the zip itself (--data.root gan-getting-started.zip), or set MONET_DATA."
@@ -40,41 +53,58 @@ class SourceFile:
     kind: str  # "tfrecord" | "image"
     read: Callable[[], bytes]
     stamp: str  # identifies this version of the file, for the on-disk cache key
+    relative: str = ""  # the path below the root (posix): outputs are named after it
 
 
 def _kind(name: str) -> str | None:
     suffix = Path(name).suffix.lower()
     if suffix in TFREC_SUFFIXES:
         return "tfrecord"
-    if suffix in IMAGE_SUFFIXES + PIL_SUFFIXES:
+    if suffix in IMAGE_SUFFIXES:
         return "image"
     return None
 
 
-def _disk_file(path: Path) -> SourceFile:
+def _hidden(relative: str) -> bool:
+    """Files no one sees: dot files, macOS zip forks (``__MACOSX/``), Windows thumbnails."""
+    parts = relative.split("/")
+    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1] in (
+        "Thumbs.db",
+        "desktop.ini",
+    )
+
+
+def _disk_file(path: Path, relative: str | None = None) -> SourceFile:
     stat = path.stat()
     return SourceFile(
-        str(path), _kind(path.name), path.read_bytes, f"{stat.st_size}:{stat.st_mtime_ns}"
+        str(path),
+        _kind(path.name),
+        path.read_bytes,
+        f"{stat.st_size}:{stat.st_mtime_ns}",
+        relative or path.name,
     )
 
 
 def _zip_files(path: Path) -> list[SourceFile]:
+    """Every file of the zip; when all lie in one folder (a zipped folder), below that folder."""
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
         raise DataError(f"{path} is not a readable zip file ({err}). {HOW_TO_GET}") from None
+    members = [i for i in archive.infolist() if not i.is_dir() and not _hidden(i.filename)]
+    tops = {m.filename.split("/", 1)[0] for m in members}
+    strip = len(tops) == 1 and all("/" in m.filename for m in members)
     out = []
-    for info in archive.infolist():
-        kind = _kind(info.filename)
-        if info.is_dir() or kind is None:
-            continue
+    for info in members:
 
         def read(member: str = info.filename) -> bytes:
             with zipfile.ZipFile(path) as zf:
                 return zf.read(member)
 
+        relative = info.filename.split("/", 1)[1] if strip else info.filename
+        stamp = f"{info.file_size}:{info.CRC}"
         out.append(
-            SourceFile(f"{path}:{info.filename}", kind, read, f"{info.file_size}:{info.CRC}")
+            SourceFile(f"{path}:{info.filename}", _kind(info.filename), read, stamp, relative)
         )
     return out
 
@@ -85,11 +115,14 @@ def find_files(
     fmt: str = "auto",
     files: list[str] | None = None,
 ) -> list[SourceFile]:
-    """Resolve the data source to a sorted list of files of one kind.
+    """Resolve the data source to a list of files of one kind, sorted by their path below the
+    root (folder by folder, case-sensitive).
 
-    `root` is a folder in the Kaggle layout (``monet_tfrec/``, ``monet_jpg/``, ``photo_*``), a
-    folder of images or TFRecords, or the Kaggle zip. `files` is an explicit list instead.
-    `fmt` picks ``tfrecord`` or ``jpg`` (any image suffix); ``auto`` prefers TFRecords.
+    `root` is a folder or zip in the Kaggle layout (``monet_tfrec/``, ``monet_jpg/``,
+    ``photo_*``: the domain's folders and loose files are read), or any other folder or zip:
+    every image (or TFRecord) below it, at any depth. Files that are not images are skipped and
+    counted in one line. `files` is an explicit list instead. `fmt` picks ``tfrecord`` or
+    ``jpg`` (any image suffix); ``auto`` prefers TFRecords.
     """
     if fmt not in ("auto", "tfrecord", "jpg"):
         raise DataError(f"format={fmt!r} is not known: use auto, tfrecord or jpg.")
@@ -104,7 +137,7 @@ def find_files(
             if _kind(p.name) is None:
                 raise DataError(
                     f"data file {p} has an unknown suffix: use {', '.join(TFREC_SUFFIXES)} for "
-                    f"TFRecords or {', '.join(IMAGE_SUFFIXES + PIL_SUFFIXES)} for images."
+                    f"TFRecords or {', '.join(IMAGE_SUFFIXES)} for images."
                 )
             found.append(_disk_file(p))
         return _pick(found, fmt, f"data.files ({len(files)} files)", "TFRecord or image files")
@@ -116,32 +149,52 @@ def find_files(
     if root.is_file():
         if not zipfile.is_zipfile(root):
             raise DataError(f"data root {root} is a file but not a zip archive. {HOW_TO_GET}")
-        candidates = [f for f in _zip_files(root) if _in_domain(f.name.split(":", 1)[1], domain)]
+        candidates = _zip_files(root)
     else:
         candidates = [
-            _disk_file(p)
-            for p in sorted(root.rglob("*"))
-            if p.is_file() and _kind(p.name) and _in_domain(str(p.relative_to(root)), domain)
+            _disk_file(p, p.relative_to(root).as_posix())
+            for p in root.rglob("*")
+            if p.is_file() and not _hidden(p.relative_to(root).as_posix())
         ]
     tfrec, jpg = f"{domain}_tfrec/*.tfrec", f"{domain}_jpg/*.jpg"
     looked = {"auto": f"{tfrec} or {jpg}", "tfrecord": tfrec, "jpg": jpg}[fmt]
+    if any(f in KAGGLE_FOLDERS for c in candidates for f in c.relative.lower().split("/")[:-1]):
+        candidates = [c for c in candidates if _in_domain(c.relative, domain)]
+    else:
+        looked += {"tfrecord": ", or TFRecords", "jpg": ", or images"}.get(fmt, ", or any images")
+        looked += " at any depth"
+    skipped = sorted((c.relative for c in candidates if c.kind is None), key=_order)
+    if skipped:
+        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
+        print(
+            f"monet: {root}: skipped {len(skipped)} "
+            + ("file that is not an image" if len(skipped) == 1 else "files that are not images")
+            + f": {shown}",
+            file=sys.stderr,
+        )
     return _pick(candidates, fmt, str(root), looked)
 
 
 def _in_domain(relative: str, domain: str) -> bool:
     """Files in `<domain>_tfrec/` or `<domain>_jpg/` anywhere below, or loose files in the root."""
-    parts = Path(relative).parts
-    folders = [p.lower() for p in parts[:-1]]
+    folders = [p.lower() for p in relative.split("/")[:-1]]
     if not folders:
         return True
     return any(f.startswith(f"{domain}_") for f in folders)
+
+
+def _order(relative: str) -> tuple[str, ...]:
+    """The documented order: by path below the root, folder by folder, case-sensitive."""
+    return tuple(relative.split("/"))
 
 
 def _pick(candidates: list[SourceFile], fmt: str, where: str, looked: str) -> list[SourceFile]:
     """Keep one kind: the one `fmt` names, or for ``auto`` TFRecords when there are any."""
     has_tfrecords = any(f.kind == "tfrecord" for f in candidates)
     kind = "tfrecord" if fmt == "tfrecord" or (fmt == "auto" and has_tfrecords) else "image"
-    picked = sorted((f for f in candidates if f.kind == kind), key=lambda f: f.name)
+    picked = sorted(
+        (f for f in candidates if f.kind == kind), key=lambda f: (_order(f.relative), f.name)
+    )
     if not picked:
         raise DataError(
             f"no matching files in {where}: looked for {looked} (format={fmt}). {HOW_TO_GET}"
@@ -198,25 +251,36 @@ def parse_example(payload: bytes, name: str, index: int) -> tuple[str, bytes]:
 
 
 def decode_rgb(data: bytes, name: str, image_name: str) -> torch.Tensor:
-    """Decode to a uint8 (3, H, W) RGB tensor; grayscale, CMYK, RGBA and palettes are converted."""
-    try:
-        image = decode_image(
-            torch.frombuffer(bytearray(data), dtype=torch.uint8), ImageReadMode.RGB
-        )
-        return image.contiguous()  # decoders may hand back an HWC-strided view
-    except (RuntimeError, ValueError):
-        pass  # not jpeg/png/webp/gif, or a variant torchvision rejects: let PIL try
-    from PIL import Image
-
+    """Decode to a uint8 (3, H, W) RGB tensor as a photo viewer shows the image: EXIF
+    orientation applied, 16 bits scaled to 8, palette, grey and CMYK converted, transparency
+    composited on white, the first frame of an animation. Every source decodes here."""
     try:
         with Image.open(io.BytesIO(data)) as im:
-            rgb = im.convert("RGB")
+            rgb = _viewed_rgb(ImageOps.exif_transpose(im))
     except Exception as err:
+        heif = Path(image_name).suffix.lower() in (".heic", ".heif") and not HEIF
+        fix = (
+            "install pillow-heif (pip install pillow-heif) or convert it to JPEG"
+            if heif
+            else "remove the file or download the data again"
+        )
         raise DataError(
             f"{name}: image {image_name!r} could not be decoded ({type(err).__name__}: {err}); "
-            "remove the file or download the data again."
+            f"{fix}."
         ) from None
     return torch.from_numpy(np.array(rgb)).permute(2, 0, 1).contiguous()
+
+
+def _viewed_rgb(im: Image.Image) -> Image.Image:
+    """An 8-bit RGB image of any mode, as a viewer composes it."""
+    if im.mode.startswith("I") or im.mode == "F":  # 16-bit (or 32-bit) grey: scale to 8 bits
+        array = np.asarray(im, dtype=np.float64)
+        scale = 1 / 257 if im.mode != "F" else (255 if array.max(initial=0) <= 1 else 1)
+        im = Image.fromarray(np.clip(array * scale + 0.5, 0, 255).astype(np.uint8), "L")
+    if "A" in im.getbands() or "a" in im.getbands() or "transparency" in im.info:
+        white = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(white, im.convert("RGBA"))
+    return im.convert("RGB")
 
 
 def read_images(source: SourceFile) -> Iterator[tuple[str, torch.Tensor]]:

@@ -44,8 +44,9 @@ class UnpairedDataModule(MonetDataModule):
 
     Validation batches and the model's fixed inputs (grids, metrics) are photos; `real` (what
     metrics and the memorization report compare with) are the paintings. ``predict`` reads the
-    photos of `predict_root` (default: the photo domain of `photo_root`), or any folder or zip
-    of images in a format PIL reads, at `predict_image_size` px, in file order.
+    photos of `predict_root` (default: the photo domain of `photo_root`): any folder or zip
+    of images in a format PIL reads, at any depth, at `predict_image_size` px, in path order;
+    `predict_names` are their paths below the root, for the outputs' names.
 
     Args (beyond MonetDataModule's):
         photo_root: where the photos are (default: `root`, the Kaggle layout holds both).
@@ -110,6 +111,11 @@ class UnpairedDataModule(MonetDataModule):
             f"UnpairedDataModule: an epoch is {self.epoch_length} pairs "
             f"({len(self.train_images)} paintings, {len(self.photo.train_images)} photos)"
         )
+
+    @property
+    def predict_names(self) -> list[str]:
+        """Each photo's path below `predict_root` (a TFRecord image: its name), in batch order."""
+        return self._predict.paths
 
     @property
     def epoch_length(self) -> int:
