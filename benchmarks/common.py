@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: data to run on when MONET_DATA is not set."""
+"""What the benchmark scripts (and the tests) share: data to run on when MONET_DATA is not set,
+and networks shrunk for runs of a few seconds on a CPU."""
 
 from __future__ import annotations
 
@@ -25,3 +26,37 @@ def synthetic_folder(root: Path, n: int = 300, photos: int = 64) -> Path:
 def data_root(scratch: Path) -> Path:
     """MONET_DATA when set, else a synthetic folder written under `scratch`."""
     return Path(os.environ.get("MONET_DATA") or synthetic_folder(scratch))
+
+
+SMALL_NETS = {  # network class -> (init arg, small value); others run at their full size
+    "WGANGenerator": ("generator", "features", "4"),
+    "WGANCritic": ("critic", "features", "4"),
+    "DCGANGenerator": ("generator", "widths", "[32,16,8,8,8]"),
+    "DCGANDiscriminator": ("critic", "widths", "[4,8,8,8]"),
+    "SimpleUnet": ("denoiser", "down_channels", "[8,16,32,64,128]"),
+    "AttnUnet": ("denoiser", "base", "8"),
+    "LibUnet": ("denoiser", "dim", "8"),
+    "FastGANGenerator": ("generator", "features", "8"),
+    "FastGANDiscriminator": ("critic", "features", "4"),
+    "ResnetGenerator": ("generator", "features", "4"),
+    "PatchDiscriminator": ("critic", "features", "4"),
+}
+
+
+def small_nets(config: Path) -> list[str]:
+    """KEY=VALUE overrides that shrink the config's networks (`SMALL_NETS`)."""
+    text = config.read_text()
+    return [
+        f"model.init_args.{slot}.init_args.{key}={value}"
+        for cls, (slot, key, value) in SMALL_NETS.items()
+        if f"monet.nets.{cls}" in text
+    ]
+
+
+def shrink_nets(config: Path) -> list[str]:
+    """The same as command-line arguments: --KEY VALUE ..."""
+    return [
+        arg
+        for kv in small_nets(config)
+        for arg in ("--" + kv.partition("=")[0], kv.partition("=")[2])
+    ]

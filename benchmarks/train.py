@@ -107,14 +107,15 @@ class FlopCount(TorchDispatchMode):
 
 
 def build(config: str, root: Path, args) -> tuple[L.LightningModule, L.LightningDataModule]:
-    """The config's model and data module, seeded by the config's `seed_everything`."""
+    """The config's model and data module, seeded by the config's `seed_everything`; at
+    `args.image_size` and `args.batch_size`, or the config's own where those are None."""
     cli = cli_main(
         [
             "--config",
             str(ROOT / "configs" / f"{config}.yaml"),
             f"--data.root={root}",
-            f"--data.image_size={args.image_size}",
-            f"--data.batch_size={args.batch_size}",
+            *([f"--data.image_size={args.image_size}"] if args.image_size else []),
+            *([f"--data.batch_size={args.batch_size}"] if args.batch_size else []),
             "--trainer.logger=false",
             "--trainer.callbacks=[]",
             *(f"--{override}" for override in args.set),
@@ -133,22 +134,35 @@ def window(model: L.LightningModule, args) -> tuple[int, int, int]:
 
 
 class Clock(L.Callback):
-    """Times `steps` whole batches after `warmup` of them, then stops the run."""
+    """Times `steps` whole batches after `warmup` of them, then stops the run; `warm` is the
+    seconds from the start of training to the end of the warm-up (a compile included)."""
 
     def __init__(self, warmup: int, steps: int) -> None:
         self.warmup, self.steps, self.seen, self.start, self.rate = warmup, steps, 0, 0.0, 0.0
+        self.began, self.warm = 0.0, 0.0
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.began = time.perf_counter()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.seen += 1
+        if self.seen not in (self.warmup, self.warmup + self.steps):
+            return  # a sync each batch would keep the host from queueing ahead
         sync(pl_module.device)
         if self.seen == self.warmup:
             self.start = time.perf_counter()
-        elif self.seen == self.warmup + self.steps:
+            self.warm = self.start - self.began
+        else:
             self.rate = self.steps / (time.perf_counter() - self.start)
             trainer.should_stop = True
 
 
 def lightning_rate(config: str, root: Path, precision: str, args) -> float:
+    return lightning_clock(config, root, precision, args).rate
+
+
+def lightning_clock(config: str, root: Path, precision: str, args) -> Clock:
+    """A Lightning fit of the config, timed by the Clock it returns."""
     model, dm = build(config, root, args)
     _, warmup, steps = window(model, args)
     clock = Clock(warmup, steps)
@@ -166,7 +180,7 @@ def lightning_rate(config: str, root: Path, precision: str, args) -> float:
         callbacks=[clock, NonFiniteGuard()],  # as every shipped config has it
     )
     trainer.fit(model, dm)
-    return clock.rate
+    return clock
 
 
 def gan_step(m: GAN, optimizers, real: torch.Tensor, i: int, autocast) -> None:

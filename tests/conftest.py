@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import zipfile
 from pathlib import Path
 
@@ -95,6 +96,8 @@ HOLIDAY = ["IMG_0001.webp", "beach/IMG_0003.jpg", "beach/IMG_0010.PNG", "city/20
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+sys.path.insert(0, str(ROOT / "benchmarks"))  # the benchmarks' shared helpers, `common`
+from common import shrink_nets  # noqa: E402, F401 (the tests import it from here)
 
 
 def small(config: Path, data: Path, out: Path, *extra: str, logger: str = "csv") -> list[str]:
@@ -118,31 +121,6 @@ def small(config: Path, data: Path, out: Path, *extra: str, logger: str = "csv")
     if logger == "csv":  # W&B's offline service costs seconds a run; its own test covers it
         args += ["--trainer.logger.class_path", "lightning.pytorch.loggers.CSVLogger"]
     return [*args, "--trainer.logger.init_args.save_dir", str(out), *extra]
-
-
-SMALL_NETS = {  # network class -> (init arg, small value); others run at their full size
-    "WGANGenerator": ("generator", "features", "4"),
-    "WGANCritic": ("critic", "features", "4"),
-    "DCGANGenerator": ("generator", "widths", "[32,16,8,8,8]"),
-    "DCGANDiscriminator": ("critic", "widths", "[4,8,8,8]"),
-    "SimpleUnet": ("denoiser", "down_channels", "[8,16,32,64,128]"),
-    "AttnUnet": ("denoiser", "base", "8"),
-    "LibUnet": ("denoiser", "dim", "8"),
-    "FastGANGenerator": ("generator", "features", "8"),
-    "FastGANDiscriminator": ("critic", "features", "4"),
-    "ResnetGenerator": ("generator", "features", "4"),
-    "PatchDiscriminator": ("critic", "features", "4"),
-}
-
-
-def shrink_nets(config: Path) -> list[str]:
-    text = config.read_text()
-    return [
-        arg
-        for cls, (slot, key, value) in SMALL_NETS.items()
-        if f"monet.nets.{cls}" in text
-        for arg in (f"--model.init_args.{slot}.init_args.{key}", value)
-    ]
 
 
 def quiet_trainer(tmp_path: Path, **kw):

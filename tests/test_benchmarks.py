@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +14,7 @@ import torch.nn.functional as F
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from gpu import COMPILED, CONFIGS, QUALITY  # noqa: E402
 from train import FlopCount  # noqa: E402
 
 
@@ -124,3 +126,36 @@ def test_quality_benchmark_scores_translated_photos_beside_the_same_photos():
     translated = rows["translated photos, EMA network (buffers: average)"]
     assert float(translated[0]) > 0 and translated[4].strip() == "2 G / 2 D"
     assert "translated photos, raw network" in rows
+
+
+@pytest.mark.slow
+def test_bench_gpu_smoke_prints_a_row_per_config_and_precision_and_quality_rows():
+    """`make bench-gpu SMOKE=1`, the Makefile target itself: the GPU command's path on a CPU."""
+    env = {k: v for k, v in os.environ.items() if k != "MONET_DATA"}  # the synthetic data
+    out = subprocess.run(
+        ["make", "-s", "-o", ".venv/.installed", "bench-gpu", "SMOKE=1"]
+        + [f"BIN={Path(sys.executable).parent}"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.splitlines()
+    rows = [[c.strip() for c in line.split("|")] for line in lines if line.count("|") == 10]
+    rows = [r for r in rows if r[0] != "config"]
+    assert not [line for line in lines if "failed" in line or "skipped" in line], out.stdout
+    expected = [(c, p, "eager") for c in CONFIGS[:3] for p in ("32-true", "bf16-mixed")]
+    expected += [(c, "bf16-mixed", "NHWC+compile") for c in COMPILED]
+    assert sorted((r[0], r[4], r[5]) for r in rows) == sorted(expected), out.stdout
+    assert {r[1] for r in rows} == {"GAN", "diffusion", "CycleGAN"}
+    for row in rows:
+        assert int(row[2]) == 32 and int(row[3]) == 4
+        images, warm, gflop = float(row[6]), float(row[7]), float(row[8])
+        share, syncs = float(row[9].rstrip("%")), float(row[10])
+        assert images > 0 and warm > 0 and gflop > 0 and share > 0 and syncs >= 0, row
+    for config in QUALITY:  # quality.py's summary and its table
+        assert any(line.startswith(f"{config}: ") for line in lines), out.stdout
+    assert sum(line.startswith("two halves of the real paintings") for line in lines) == 2
+    assert any(line.startswith("bench-gpu: ") and line.endswith(" s in all") for line in lines)
