@@ -46,6 +46,7 @@ class NonFiniteGuard(L.Callback):
         self._counts: Tensor | None = None  # on the device: [total since check, in a row, worst]
         self._handles: list[Any] = []
         self._scaler = False  # 16-mixed: the gradient scaler skips non-finite steps
+        self._log_step = False  # this batch is one the loggers log
 
     # -- the step -------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -76,8 +77,11 @@ class NonFiniteGuard(L.Callback):
         self._counts = torch.stack([total + bad, in_row, torch.maximum(worst, in_row)])
 
     # -- the checks -----------------------------------------------------------------------------
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._log_step = is_log_step(trainer, self.check_every_n_steps)
+
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if is_log_step(trainer, self.check_every_n_steps):
+        if self._log_step:
             self.check(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
