@@ -133,7 +133,7 @@ def make_fused(optimizer: Any) -> bool:
     for p in params:
         state = optimizer.state.get(p, {})
         if torch.is_tensor(state.get("step")):
-            state["step"] = state["step"].to(torch.float32, p.device)
+            state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
     return True
 
 
