@@ -45,10 +45,10 @@ class PerBatch(L.Callback):
         self.batches: list[tuple[bool, int]] = []  # (a logging batch, syncs)
 
     def on_train_batch_start(self, trainer, *args) -> None:
-        self.start = self.mode.count
+        self.start, self.logs = self.mode.count, is_log_step(trainer)  # asked at batch start
 
     def end(self, trainer: L.Trainer) -> None:
-        self.batches.append((is_log_step(trainer), self.mode.count - self.start))
+        self.batches.append((self.logs, self.mode.count - self.start))
 
 
 def count_syncs(

@@ -121,3 +121,88 @@ def test_every_device_spec_runs_or_gets_lightnings_message_without_a_traceback(
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     if result.returncode:
         assert result.returncode == 2 and "monet: error:" in result.stderr
+
+
+SKEWED = """
+import os, sys, time, types
+from datetime import timedelta
+
+import lightning as L
+import torch
+from lightning.pytorch.strategies import DDPStrategy
+
+from monet.callbacks import LastCheckpoint, checkpoint
+
+fast_rank, root = int(sys.argv[1]), sys.argv[2]
+rank = int(os.environ.get("LOCAL_RANK", 0))
+if rank == fast_rank:  # this rank's clock runs 10000 times too fast: it is always due
+    start = time.monotonic()
+    fast = lambda: start + 10000 * (time.monotonic() - start)  # noqa: E731
+    checkpoint.time = types.SimpleNamespace(monotonic=fast)
+
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(4, 1)
+
+    def training_step(self, batch, batch_idx):
+        time.sleep(0.1)
+        return self.net(batch[0]).pow(2).mean()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+class Counted(LastCheckpoint):
+    steps = []
+
+    def save(self, trainer):
+        Counted.steps.append(trainer.global_step)
+        return super().save(trainer)
+
+
+data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(64, 4)), 4)
+trainer = L.Trainer(
+    accelerator="cpu", devices=2, strategy=DDPStrategy(timeout=timedelta(seconds=60)),
+    max_epochs=2, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+    enable_model_summary=False, default_root_dir=root,
+    callbacks=[Counted(every_minutes=10, min_seconds=60, check_every_n_steps=2)],
+)
+trainer.fit(Tiny(), data)
+print(f"SAVES rank={trainer.global_rank} steps={Counted.steps}", flush=True)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "fast_rank, saves",
+    [(0, list(range(2, 17, 2))), (1, [8, 16])],  # rank 0's clock decides, for both ranks
+    ids=["rank0-due", "rank1-due"],
+)
+def test_ranks_whose_clocks_disagree_write_last_ckpt_together(fast_rank, saves, tmp_path):
+    """Each rank's clock alone would have one rank wait in the write's barrier while the other
+    waits in the next step's all-reduce: a hang (gloo's timeout, here 60 s, would end it)."""
+    script = tmp_path / "skewed.py"
+    script.write_text(SKEWED)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, str(script), str(fast_rank), str(tmp_path)]
+    run = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        env=env,
+        text=True,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        out, _ = run.communicate(timeout=150)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, 9)  # both ranks: the second is a child of the first
+        out, _ = run.communicate()
+        pytest.fail(f"the two ranks hung:\n{out[-3000:]}")
+    assert run.returncode == 0, out[-3000:]
+    for rank in (0, 1):
+        assert f"SAVES rank={rank} steps={saves}" in out, out[-3000:]
+    assert (tmp_path / "checkpoints" / "last.ckpt").is_file()

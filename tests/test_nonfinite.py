@@ -11,6 +11,7 @@ from conftest import quick_fit
 
 from monet.callbacks import NonFiniteGuard, TrainingDiverged
 from monet.diffusion import GaussianDiffusion
+from monet.errors import ConfigError
 from monet.models import GAN, Diffusion
 from monet.models.ema import EMA
 from monet.nets import WGANCritic, WGANGenerator
@@ -67,7 +68,7 @@ def adam(fused: bool):
     return lambda params: torch.optim.Adam(params, lr=1e-3, fused=fused)
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["copy-and-select", "fused-found_inf"])
+@pytest.mark.parametrize("fused", [False, True], ids=["made-fused", "fused"])
 def test_nonfinite_steps_leave_weights_and_optimizer_state_as_they_were(
     fused, kaggle_dir, tmp_path
 ):
@@ -82,7 +83,7 @@ def test_nonfinite_steps_leave_weights_and_optimizer_state_as_they_were(
     assert guard.total == 2 and trainer.logged_metrics["train/nonfinite_steps"] == 2
 
 
-@pytest.mark.parametrize("fused", [False, True], ids=["copy-and-select", "fused-found_inf"])
+@pytest.mark.parametrize("fused", [False, True], ids=["made-fused", "fused"])
 def test_a_nonfinite_first_step_creates_no_nan_optimizer_state(fused, kaggle_dir, tmp_path):
     net, process = Poisoned(poison=1), GaussianDiffusion(timesteps=10)
     model = Diffusion(net, process, ema=None, optimizer=adam(fused))
@@ -121,3 +122,11 @@ def test_gan_steps_and_its_ema_stay_finite(kaggle_dir, tmp_path):
     with pytest.raises(TrainingDiverged):  # two steps a batch: the critic's and the generator's
         fit(model, kaggle_dir, tmp_path, 10, 4)
     assert same(before, [p.detach() for p in model.parameters()])  # the EMA copy included
+
+
+def test_an_optimizer_without_a_fused_kernel_is_refused_at_the_start(kaggle_dir, tmp_path):
+    net, process = Poisoned(poison=0), GaussianDiffusion(timesteps=10)
+    model = Diffusion(net, process, ema=None, optimizer=lambda p: torch.optim.RMSprop(p))
+    with pytest.raises(ConfigError, match="RMSprop has none.*16-mixed"):
+        fit(model, kaggle_dir, tmp_path, 2)
+    assert not net.calls  # before the first step

@@ -25,13 +25,26 @@ class LastCheckpoint(L.Callback):
     that moment is saved before the run ends, and the message says how to resume:
     ``--ckpt_path last``. `kill -9` cannot be caught; it loses at most the time since the last
     write.
+
+    Every rank takes part in a write, so every rank must decide to write at the same batch:
+    the clocks of the ranks disagree (they start at different moments, on different hosts), and
+    a rank that entered the write's barrier while the others went on to the next step's
+    all-reduce would wait for ever. So the clock is rank 0's, and its answer is broadcast: at
+    an epoch's end when the epoch is due, and for `every_minutes` every `check_every_n_steps`
+    batches (by default the trainer's `log_every_n_steps`), not every batch. On one device the
+    broadcast is free.
     """
 
     def __init__(
-        self, every_n_epochs: int = 1, every_minutes: float | None = 10.0, min_seconds: float = 60
+        self,
+        every_n_epochs: int = 1,
+        every_minutes: float | None = 10.0,
+        min_seconds: float = 60,
+        check_every_n_steps: int | None = None,
     ) -> None:
         self.every_n_epochs, self.every_minutes = every_n_epochs, every_minutes
-        self.min_seconds = min_seconds
+        self.min_seconds, self.check_every_n_steps = min_seconds, check_every_n_steps
+        self._batches = 0  # training batches of this process: the same count on every rank
         self._last_write = time.monotonic()
         self._saved_step: int | None = None  # the step of the newest write of this run
 
@@ -55,18 +68,25 @@ class LastCheckpoint(L.Callback):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._last_write = time.monotonic()  # the clock of `every_minutes` starts with training
 
+    def _rank_zero_clock(self, trainer: L.Trainer, older_than: float) -> bool:
+        """Whether rank 0's last write is older than `older_than` seconds, on every rank."""
+        old = time.monotonic() - self._last_write > older_than
+        return trainer.strategy.broadcast(old, src=0) if trainer.world_size > 1 else old
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        due = self.every_minutes and time.monotonic() - self._last_write > 60 * self.every_minutes
-        if due and not self._skip(trainer):
+        self._batches += 1
+        every = self.check_every_n_steps or trainer.log_every_n_steps or 50
+        if not self.every_minutes or self._batches % every or self._skip(trainer):
+            return
+        if self._rank_zero_clock(trainer, 60 * self.every_minutes):
             self.save(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        recent = (  # the first epoch's end always writes
-            self._saved_step is not None and time.monotonic() - self._last_write < self.min_seconds
-        )
-        if (trainer.current_epoch + 1) % self.every_n_epochs or recent or self._skip(trainer):
+        if (trainer.current_epoch + 1) % self.every_n_epochs or self._skip(trainer):
             return
-        self.save(trainer)
+        # the first epoch's end always writes; later ones unless the last write is recent
+        if self._saved_step is None or self._rank_zero_clock(trainer, self.min_seconds):
+            self.save(trainer)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self._skip(trainer):

@@ -1,4 +1,4 @@
-"""A loss-curve PNG in the run folder, drawn with PIL (no plotting library needed)."""
+"""A loss-curve PNG in the run folder, drawn with matplotlib."""
 
 from __future__ import annotations
 
@@ -6,30 +6,37 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
-from PIL import Image, ImageDraw
 
 from monet.rundir import run_dir
-
-COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"]
 
 
 class LossCurves(L.Callback):
     """Record the logged ``train/*`` scalars and draw them, one panel each, at the end.
 
-    They are read every `every_n_steps` steps (by default the trainer's `log_every_n_steps`,
-    when the loggers read them too) and at the end of each epoch, never in between: reading a
-    metric on a GPU waits for the step to finish. At most `max_points` points a series are
-    kept (every other one is dropped when full), so checkpoints stay small in long runs.
+    They are read at the batches the loggers log (or every `every_n_steps`-th) and at the end
+    of each epoch, never in between: reading a metric on a GPU waits for the step to finish. At
+    most `max_points` points a series are kept (every other one is dropped when full), so
+    checkpoints stay small in long runs. Each panel shows the raw values faintly and their
+    exponential moving average (weight `smoothing`, debiased as TensorBoard does) over them.
     """
 
     def __init__(
-        self, prefix: str = "train/", every_n_steps: int | None = None, max_points: int = 2000
+        self,
+        prefix: str = "train/",
+        every_n_steps: int | None = None,
+        max_points: int = 2000,
+        smoothing: float = 0.9,
     ) -> None:
         self.prefix, self.every_n_steps, self.max_points = prefix, every_n_steps, max_points
+        self.smoothing = smoothing
         self.history: dict[str, list[tuple[int, float]]] = {}
+        self._log_step = False
+
+    def on_train_batch_start(self, trainer: L.Trainer, *args) -> None:
+        self._log_step = is_log_step(trainer, self.every_n_steps)
 
     def on_train_batch_end(self, trainer: L.Trainer, *args) -> None:
-        if is_log_step(trainer, self.every_n_steps):
+        if self._log_step:
             self.record(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, *args) -> None:
@@ -47,7 +54,7 @@ class LossCurves(L.Callback):
     @rank_zero_only
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.history and not trainer.fast_dev_run:
-            draw_curves(self.history, run_dir(trainer) / "loss_curves.png")
+            draw_curves(self.history, run_dir(trainer) / "loss_curves.png", self.smoothing)
 
     def state_dict(self) -> dict:
         return {"history": self.history}
@@ -57,41 +64,41 @@ class LossCurves(L.Callback):
 
 
 def is_log_step(trainer: L.Trainer, every: int | None = None) -> bool:
-    """Whether this training batch is one the loggers log (or every `every`-th batch): the
-    batches where reading a metric costs no extra wait on a GPU. Call it in on_train_batch_end."""
+    """Whether the loggers log this training batch (or it is every `every`-th): the batches
+    where reading a metric costs no extra wait on a GPU. Lightning counts the batches that
+    stepped an optimizer: the optimizer steps in automatic optimization (one optimizer), every
+    batch in manual optimization. Call it in on_train_batch_start, before this batch's step."""
     every = every or trainer.log_every_n_steps or 50
-    return (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every == 0
+    automatic = trainer.lightning_module.automatic_optimization
+    stepped = trainer.global_step if automatic else trainer.fit_loop.total_batch_idx
+    return (stepped + 1) % every == 0
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """The exponential moving average of `values`, debiased (its first value is the first's)."""
+    out, average = [], 0.0
+    for n, value in enumerate(values, 1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight**n))
+    return out
 
 
 def draw_curves(
-    history: dict[str, list[tuple[int, float]]], path: Path, panel: tuple[int, int] = (420, 220)
+    history: dict[str, list[tuple[int, float]]], path: Path, smoothing: float = 0.9
 ) -> Path:
-    """One panel per series: the line, its name, and the min/max of both axes."""
-    w, h = panel
-    names = sorted(history)
-    image = Image.new("RGB", (w, h * len(names)), "white")
-    draw = ImageDraw.Draw(image)
-    pad = 36
-    for i, name in enumerate(names):
-        points = [(s, v) for s, v in history[name] if v == v and abs(v) != float("inf")]
-        top = i * h
-        draw.rectangle([pad, top + 18, w - 8, top + h - pad + 10], outline="#888888")
-        draw.text((pad, top + 2), name, fill="black")
-        if len(points) < 2:
-            continue
-        steps, values = zip(*points)
-        s0, s1 = min(steps), max(steps) or 1
-        v0, v1 = min(values), max(values)
-        span_s, span_v = (s1 - s0) or 1, (v1 - v0) or 1.0
+    """One panel per series, the step on the x axis: the values faintly, their average boldly."""
+    from matplotlib.figure import Figure  # no pyplot: no display, no global state
 
-        x_scale, y_scale = (w - pad - 8) / span_s, (h - pad - 28) / span_v
-        bottom = top + h - pad + 10
-        line = [(pad + (s - s0) * x_scale, bottom - (v - v0) * y_scale) for s, v in points]
-        draw.line(line, fill=COLOURS[i % len(COLOURS)], width=2)
-        draw.text((2, top + 18), f"{v1:.3g}", fill="black")
-        draw.text((2, top + h - pad), f"{v0:.3g}", fill="black")
-        draw.text((pad, top + h - pad + 12), f"step {s0}", fill="black")
-        draw.text((w - 80, top + h - pad + 12), f"step {s1}", fill="black")
+    names = sorted(history)
+    fig = Figure(figsize=(6, 2.2 * len(names)), layout="constrained")
+    for i, (ax, name) in enumerate(zip(fig.subplots(len(names), 1, squeeze=False)[:, 0], names)):
+        points = [(s, v) for s, v in history[name] if v == v and abs(v) != float("inf")]
+        steps, values = zip(*points) if points else ((), ())
+        colour = f"C{i}"
+        ax.plot(steps, values, color=colour, alpha=0.25, linewidth=1)
+        ax.plot(steps, smooth(list(values), smoothing), color=colour, linewidth=1.8)
+        ax.set(title=name, xlabel="step")
+        ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path)
+    fig.savefig(path, dpi=100)
     return path

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from monet.callbacks.curves import is_log_step
-from monet.errors import MonetError
+from monet.errors import ConfigError, MonetError
 from monet.rundir import run_dir
 
 
@@ -20,14 +20,17 @@ class TrainingDiverged(MonetError):
 class NonFiniteGuard(L.Callback):
     """An optimizer step whose gradients hold a NaN or an inf leaves the weights as they were.
 
-    The decision never leaves the device: before each step the guard computes `ok` (every
-    gradient finite) as a tensor. A fused optimizer (``fused: true``, as the shipped configs
-    use) gets it as `found_inf` and skips the update in its kernel; for any other optimizer the
-    guard copies the weights and the optimizer's state first, and after the step every tensor
-    becomes ``where(ok, stepped, copy)``. No ``bool(tensor)``, ``.item()`` or
+    The decision never leaves the device and costs no copy: before each step the guard
+    computes `ok` (every gradient finite) as a tensor, and the step's kernel skips the update
+    when it is not. That takes a fused optimizer, which receives ``found_inf`` (as under
+    GradScaler) and skips the update, step counts included. So the guard runs torch's Adam,
+    AdamW and SGD fused: the same update in one kernel. Lightning clips gradients (its
+    ``gradient_clip_val``) before the step, as for any unfused optimizer, which it refuses to do
+    for one built with ``fused=True`` under mixed precision. Under 16-mixed the gradient scaler
+    skips such steps itself (any optimizer); the guard still counts them. Any other optimizer
+    needs 16-mixed: the guard refuses to start with one. No ``bool(tensor)``, ``.item()`` or
     collective runs in the training step, so a GPU never waits for the host. Under DDP the
-    gradients are already reduced, so every rank takes the same decision. Under 16-mixed the
-    gradient scaler skips such steps itself; the guard still counts them.
+    gradients are already reduced, so every rank takes the same decision.
 
     The counts are read every `check_every_n_steps` batches (by default when the loggers log)
     and at each epoch's end: ``train/nonfinite_steps`` is logged, and after `max_in_row`
@@ -42,61 +45,43 @@ class NonFiniteGuard(L.Callback):
         self.total = 0  # non-finite steps of the whole run (saved in checkpoints)
         self._counts: Tensor | None = None  # on the device: [total since check, in a row, worst]
         self._handles: list[Any] = []
-        # per optimizer: (ok, the tensors the step changes, their copies, creates state)
-        self._pending: dict[int, tuple[Tensor, list[Tensor], list[Tensor], bool]] = {}
+        self._scaler = False  # 16-mixed: the gradient scaler skips non-finite steps
+        self._log_step = False  # this batch is one the loggers log
 
     # -- the step -------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._counts = torch.zeros(3, dtype=torch.long, device=pl_module.device)
+        self._scaler = getattr(trainer.precision_plugin, "scaler", None) is not None
         for optimizer in trainer.optimizers:
-            self._handles.append(optimizer.register_step_post_hook(self._restore))
+            if not self._scaler and not make_fused(optimizer):
+                raise ConfigError(
+                    f"NonFiniteGuard skips a NaN step on the device in a fused optimizer's "
+                    f"kernel; {type(optimizer).__name__} has none. Use torch.optim.Adam, AdamW "
+                    "or SGD, or --trainer.precision 16-mixed, or drop the guard."
+                )
+            self._handles.append(optimizer.register_step_post_hook(forget_found_inf))
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
     ) -> None:
         inner = getattr(optimizer, "optimizer", optimizer)  # Lightning's wrapper
-        params = [p for g in inner.param_groups for p in g["params"] if p.grad is not None]
-        if not params or self._counts is None:
+        grads = [p.grad for g in inner.param_groups for p in g["params"] if p.grad is not None]
+        if not grads or self._counts is None:
             return
-        norms = torch._foreach_norm([p.grad for p in params])
-        ok = torch.isfinite(torch.stack(norms).sum())
-        if fused(inner):  # the fused kernel skips the update itself (as under GradScaler)
-            inner.found_inf = (~ok).float()
-            self._pending[id(inner)] = (ok, [], [], False)
-        else:  # Adam keeps its step count on the host: only the device's tensors are restored
-            state = [t for p in params for t in inner.state.get(p, {}).values() if on(t, ok.device)]
-            tensors = [p.data for p in params] + state
-            copies = torch._foreach_add(tensors, 0)
-            fresh = any(p not in inner.state for p in params)  # this step creates state
-            self._pending[id(inner)] = (ok, tensors, copies, fresh)
+        ok = torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
+        if not self._scaler:
+            inner.found_inf = (~ok).float()  # the fused kernel skips the update
         bad = (~ok).long()
         total, in_row, worst = self._counts.unbind()
         in_row = (in_row + 1) * bad
         self._counts = torch.stack([total + bad, in_row, torch.maximum(worst, in_row)])
 
-    def _restore(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        pending = self._pending.pop(id(optimizer), None)
-        if pending is None:
-            return
-        ok, tensors, copies, fresh = pending
-        if fused(optimizer):
-            optimizer.__dict__.pop("found_inf", None)  # (GradScaler may have taken it already)
-            return
-        for t, c in zip(tensors, copies, strict=True):
-            t.copy_(torch.where(ok, t, c))
-        if not fresh:
-            return
-        # state the step created (an optimizer's first step): from finite gradients or zero
-        restored = {id(t) for t in tensors}
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                for key, t in optimizer.state.get(p, {}).items():
-                    if on(t, ok.device) and id(t) not in restored and t.is_floating_point():
-                        optimizer.state[p][key] = torch.where(ok, t, torch.zeros_like(t))
-
     # -- the checks -----------------------------------------------------------------------------
+    def on_train_batch_start(self, trainer: L.Trainer, *args: Any) -> None:
+        self._log_step = is_log_step(trainer, self.check_every_n_steps)
+
     def on_train_batch_end(self, trainer: L.Trainer, *args: Any) -> None:
-        if is_log_step(trainer, self.check_every_n_steps):
+        if self._log_step:
             self.check(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -125,7 +110,7 @@ class NonFiniteGuard(L.Callback):
     def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         for handle in self._handles:
             handle.remove()
-        self._handles, self._pending = [], {}
+        self._handles = []
 
     def state_dict(self) -> dict[str, Any]:
         return {"total": self.total}
@@ -134,12 +119,26 @@ class NonFiniteGuard(L.Callback):
         self.total = state_dict["total"]
 
 
-def fused(optimizer: Any) -> bool:
-    """A fused torch optimizer (Adam, AdamW, SGD with fused=True) takes `found_inf` and skips
-    the update on the device when it is 1, step counts included."""
-    supports = getattr(optimizer, "_step_supports_amp_scaling", False)
-    return supports and all(group.get("fused") for group in optimizer.param_groups)
+def make_fused(optimizer: Any) -> bool:
+    """Run torch's Adam, AdamW or SGD fused from now on (state made for unfused steps, e.g. by
+    a checkpoint, is moved where the fused kernel keeps it); False for any other optimizer."""
+    fusable = isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD))
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    if not fusable or any(g["differentiable"] for g in optimizer.param_groups):
+        return False
+    if not all(p.is_floating_point() and p.device.type in FUSED_DEVICES for p in params):
+        return False
+    for group in optimizer.param_groups:
+        group["fused"], group["foreach"] = True, False
+    for p in params:
+        state = optimizer.state.get(p, {})
+        if torch.is_tensor(state.get("step")):
+            state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
+    return True
 
 
-def on(t: Any, device: torch.device) -> bool:
-    return torch.is_tensor(t) and t.device == device
+def forget_found_inf(optimizer: Any, args: Any, kwargs: Any) -> None:
+    optimizer.__dict__.pop("found_inf", None)  # (GradScaler may have taken it already)
+
+
+FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")
