@@ -7,7 +7,7 @@ DEMO_CONFIG ?= configs/fastgan.yaml
 DEMO_STEPS ?= 40
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format fit demo bench bench-gpu quality clean
+.PHONY: install test test-fast lint format fit demo bench bench-gpu quality clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ $(VENV)/.installed: pyproject.toml
 test: install
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
+
+# The edit loop: every test not marked slow (no end-to-end fits of whole configs, no DDP).
+test-fast: install
+	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from monet.callbacks import EvalMetrics, ImageExport
 from monet.cli_errors import check_config_file, config_paths, one_line
 from monet.data import MonetDataModule
-from monet.errors import ConfigError, MonetError
+from monet.errors import ConfigError, Interrupted, MonetError
 from monet.malloc import keep_freed_memory
 from monet.rundir import run_dir
 
@@ -270,6 +271,9 @@ def main() -> None:
     except (MonetError, MisconfigurationException) as err:  # wrong input: what and the fix
         print(f"monet: error: {err}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as err:  # SIGTERM: what was written is whole (the callbacks said what)
+        print(f"monet: {err}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
 
 
 if __name__ == "__main__":

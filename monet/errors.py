@@ -11,3 +11,8 @@ class DataError(MonetError):
 
 class ConfigError(MonetError):
     """A configuration value cannot work (for example an image size a network cannot produce)."""
+
+
+class Interrupted(Exception):  # noqa: N818 - what the user sees: "monet: Interrupted ..."
+    """A signal (SIGTERM: a cluster's time limit, a preemption) stopped sampling or `predict`
+    between two steps; what was written before it is complete."""

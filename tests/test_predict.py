@@ -174,3 +174,45 @@ def test_a_cyclegan_checkpoint_with_a_gan_config_is_refused_in_one_line(
         f"monet: error: {ckpt} holds a CycleGAN (ResnetGenerator, 32 px); {wgan} builds a GAN "
         "(WGANGenerator, 32 px). Use the config"
     )
+
+
+@pytest.mark.slow
+def test_sigterm_stops_diffusion_predict_between_two_steps_with_whole_files(kaggle_dir, tmp_path):
+    """A cluster's time limit (SIGTERM) during a long diffusion predict: the run stops within
+    seconds, exits 143, every file it wrote decodes, and it says how many there are."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    config = ROOT / "configs" / "ddpm_small.yaml"
+    args = small(config, kaggle_dir, tmp_path, "--data.image_size", "16", *shrink_nets(config))
+    args += ["--model.init_args.denoiser.init_args.dim_mults", "[1, 2]"]
+    args += ["--model.init_args.sampling_steps", "100", "--model.init_args.sample_batch_size", "4"]
+    args += ["--data.batch_size", "4", "--data.predict_size", "400", "--export.output", str(out)]
+    args += ["--export.report_seconds", "0"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monet", "predict", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.glob("*.png")) and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "Traceback" not in err
+    assert "monet: sampling stopped by a signal at step" in err or "monet: predict stopped" in err
+    files = sorted(out.glob("*.png"))
+    assert 0 < len(files) < 400, err[-3000:]
+    assert f"stopped after {len(files)} of 400 images" in err
+    for f in files:
+        Image.open(f).load()  # whole files only

@@ -4,7 +4,6 @@ and the missing-weights error at startup."""
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -53,7 +52,6 @@ def test_wandb_goes_offline_and_the_run_folder_holds_everything(kaggle_dir, tmp_
 
 
 def test_missing_inception_weights_stop_the_run_at_startup(kaggle_dir, tmp_path, no_weights):
-    start = time.perf_counter()
     with pytest.raises(ConfigError) as err:
         fit(kaggle_dir, tmp_path, "--trainer.max_epochs", "60")  # metrics due at epoch 50
     message = str(err.value)
@@ -65,7 +63,6 @@ def test_missing_inception_weights_stop_the_run_at_startup(kaggle_dir, tmp_path,
         str(no_weights),
     ):
         assert needle in message
-    assert time.perf_counter() - start < 60
     assert not list(tmp_path.rglob("*.ckpt"))  # it stopped before any training
 
 

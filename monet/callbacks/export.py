@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -14,7 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
 from monet.data.sources import IMAGE_SUFFIXES
-from monet.errors import ConfigError, MonetError
+from monet.errors import ConfigError, Interrupted, MonetError
 from monet.images import to_uint8
 
 
@@ -68,7 +69,14 @@ class ImageExport(BasePredictionWriter):
     An output that is a file, a folder that cannot be written, or existing files it would
     replace are refused before anything is generated (`overwrite` replaces them). Under DDP
     every rank writes its own files; rank 0 writes the zip from all ranks' images.
+
+    It reports images/s every `report_seconds` and at the end, with what a full Kaggle
+    submission (7,000 images) takes at that rate. On SIGTERM (a cluster's time limit) it stops
+    after the batch being written, or a diffusion sampler between two steps: every file
+    written is whole, and the message says how many there are (a zip is only written whole).
     """
+
+    KAGGLE_IMAGES = 7_000
 
     def __init__(
         self,
@@ -78,8 +86,11 @@ class ImageExport(BasePredictionWriter):
         quality: int = 95,
         memorization: bool = True,
         overwrite: bool = False,
+        report_seconds: float = 30.0,
     ) -> None:
         super().__init__(write_interval="batch")
+        self.report_seconds = report_seconds
+        self.done, self.total, self._start, self._reported = 0, 0, 0.0, 0.0
         self.output, self.format, self.size = Path(output), format, size
         self.quality, self.memorization, self.overwrite = quality, memorization, overwrite
         self.kaggle = self.output.suffix == ".zip"
@@ -118,12 +129,13 @@ class ImageExport(BasePredictionWriter):
         if stage != "predict":
             return
         self.check_output()
-        if self.kaggle:
-            return
         datamodule = trainer.datamodule
         names = getattr(datamodule, "predict_names", None)  # the photos a CycleGAN translates
         if names is None and getattr(datamodule, "predict_size", None) is not None:
             names = [f"{i:05d}" for i in range(datamodule.predict_size)]
+        self.total = len(names or [])
+        if self.kaggle:
+            return
         self.files = None if names is None else output_names(names, self.format)
         there = [f for f in self.files or [] if (self.output / f).exists()]
         if there and not self.overwrite:
@@ -149,14 +161,52 @@ class ImageExport(BasePredictionWriter):
         index = torch.as_tensor(list(batch_indices))
         if self.kaggle:  # kept at the model's size: 7,000 x 3 x 64 x 64 is 86 MB
             self.parts.append((index, resized_uint8(prediction, None)))
-            return
-        for i, image in zip(index.tolist(), resized_uint8(prediction, self.size)):
+        else:
+            self.write_files(index.tolist(), resized_uint8(prediction, self.size))
+        self.done += len(index) * trainer.world_size
+        if time.monotonic() - self._reported > self.report_seconds:
+            self._reported = time.monotonic()
+            rank_zero_info(f"ImageExport: {self.done} of {self.total} images; {self.rate()}")
+        if trainer.received_sigterm:
+            raise Interrupted("predict stopped by SIGTERM")
+
+    def write_files(self, indices: list[int], images: torch.Tensor) -> None:
+        for i, image in zip(indices, images):
             data = encode_png(image) if self.format == "png" else encode_jpeg(image, self.quality)
             path = self.output / (self.files[i] if self.files else f"{i:05d}.{self.format}")
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data.numpy().tobytes())
 
+    def on_predict_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start = self._reported = time.monotonic()
+
+    def rate(self) -> str:
+        """Images/s so far, the time left, and what a Kaggle submission would take."""
+        per_s = self.done / max(time.monotonic() - self._start, 1e-9)
+        left = (self.total - self.done) / per_s if per_s else float("inf")
+        kaggle = self.KAGGLE_IMAGES / per_s / 60 if per_s else float("inf")
+        return (
+            f"{per_s:.2f} images/s, about {left / 60:.1f} min left; "
+            f"{self.KAGGLE_IMAGES:,} images (a Kaggle submission) take about {kaggle:.0f} min"
+        )
+
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        if not isinstance(exception, Interrupted) or not trainer.predicting:
+            return
+        kept = (
+            "no zip written (a submission is written whole)"
+            if self.kaggle
+            else (
+                f"the {self.done} images in {self.output}/ are complete; predict again into "
+                "another --export.output (or with --export.overwrite true) for all of them"
+            )
+        )
+        rank_zero_info(f"ImageExport: stopped after {self.done} of {self.total} images: {kept}")
+
     def on_predict_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        rank_zero_info(f"ImageExport: {self.done} images in {self.rate()}")
         if not self.kaggle:
             rank_zero_info(f"ImageExport: wrote images to {self.output}/")
             return

@@ -8,7 +8,7 @@ normal tensor per step, in the same order, so DDIM with every step and eta = 1 r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from monet.diffusion.process import GaussianDiffusion
-from monet.errors import ConfigError
+from monet.errors import ConfigError, Interrupted
 
 SAMPLERS = ("ddpm", "ddim")
 DEFAULT_DDIM_STEPS = 50
@@ -35,6 +35,12 @@ def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
 
 
 Generators = torch.Generator | list[torch.Generator] | None
+StopCheck = Callable[[], bool] | None  # asked before each step: True stops the sampler
+
+
+def _check(stop: StopCheck, step: int, steps: int) -> None:
+    if stop is not None and stop():
+        raise Interrupted(f"sampling stopped by a signal at step {step + 1} of {steps}")
 
 
 def _noise_like(x: Tensor, generator: Generators) -> Tensor:
@@ -53,12 +59,15 @@ def ddpm_sample(
     progress: bool = False,
     generator: Generators = None,
     clip: bool = True,
+    stop: StopCheck = None,
 ) -> Tensor:
-    """Denoise x_T (B, C, H, W) through all T steps; `clip` clamps each x0 estimate to [-1, 1]."""
+    """Denoise x_T (B, C, H, W) through all T steps; `clip` clamps each x0 estimate to [-1, 1];
+    `stop` is asked before each step (True raises `Interrupted`)."""
     with torch.inference_mode(), eval_mode(net):
         x = x_T
         steps = reversed(range(process.timesteps))
         for i in tqdm(steps, total=process.timesteps, desc="DDPM", disable=not progress):
+            _check(stop, process.timesteps - 1 - i, process.timesteps)
             t = torch.full((x.shape[0],), i, device=x.device, dtype=torch.long)
             x0, _ = process.model_predictions(net, x, t, clip=clip)
             mean, var, _ = process.posterior(x0, x, t)
@@ -87,8 +96,10 @@ def ddim_sample(
     progress: bool = False,
     generator: Generators = None,
     clip: bool = True,
+    stop: StopCheck = None,
 ) -> Tensor:
-    """Denoise x_T in `steps` steps; eta = 0 is deterministic, eta = 1 is DDPM-like."""
+    """Denoise x_T in `steps` steps; eta = 0 is deterministic, eta = 1 is DDPM-like; `stop` is
+    asked before each step (True raises `Interrupted`)."""
     if eta < 0:
         raise ConfigError(f"DDIM eta={eta} must be >= 0 (0: deterministic, 1: DDPM-like).")
     times = ddim_timesteps(process.timesteps, steps)
@@ -108,6 +119,7 @@ def ddim_sample(
         for i, (t_i, a, c, s) in enumerate(
             tqdm(coefs, total=steps, desc="DDIM", disable=not progress)
         ):
+            _check(stop, i, steps)
             t = torch.full((x.shape[0],), t_i, device=x.device, dtype=torch.long)
             x0, eps = process.model_predictions(net, x, t, clip=clip)
             # Song et al. 2021, Eq. 12: x_prev = sqrt(a_prev) x0 + sqrt(1 - a_prev - sigma²) eps
@@ -129,6 +141,7 @@ def sample(
     progress: bool = False,
     generator: Generators = None,
     clip: bool = True,
+    stop: StopCheck = None,
 ) -> Tensor:
     """Images (N, C, H, W) from starting noise (N, C, H, W), `batch_size` at a time.
 
@@ -151,7 +164,7 @@ def sample(
         gen = generator[start : start + len(x_T)] if isinstance(generator, list) else generator
         start += len(x_T)
         if sampler == "ddpm":
-            out.append(ddpm_sample(process, net, x_T, progress, gen, clip))
+            out.append(ddpm_sample(process, net, x_T, progress, gen, clip, stop))
         else:
-            out.append(ddim_sample(process, net, x_T, steps, eta, progress, gen, clip))
+            out.append(ddim_sample(process, net, x_T, steps, eta, progress, gen, clip, stop))
     return torch.cat(out)

@@ -112,6 +112,7 @@ class Diffusion(GenerativeModule):
         sampler = "ddim" if steps else self.sampler
         steps = None if sampler == "ddpm" else steps or self.sampling_steps
         generators = [torch.Generator().manual_seed(seed_of(x)) for x in noise.cpu()]
+        trainer = self._trainer  # SIGTERM (Lightning's flag) stops sampling between two steps
         x = sample(
             self.process,
             self.sampling_net,
@@ -122,6 +123,7 @@ class Diffusion(GenerativeModule):
             self.sample_batch_size,
             progress,
             generators,
+            stop=(lambda: trainer.received_sigterm) if trainer is not None else None,
         )
         return x.float().clamp(-1, 1)
 
