@@ -20,17 +20,17 @@ FEW += ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1"
 
 def fit(data, out, *extra, logger="csv", config=CONFIG):
     args = small(config, data, out, *FEW, *extra, logger=logger)
-    return cli_main(["fit", *args, *shrink_nets(CONFIG)])
+    return cli_main(["fit", *args, *shrink_nets(config)])
 
 
-def edited(out: Path, *replacements: tuple[str, str]) -> Path:
-    """The wgan_gp config with some values changed (callbacks in a list have no CLI path)."""
-    text = CONFIG.read_text()
+def edited(out: Path, *replacements: tuple[str, str], config: Path = CONFIG) -> Path:
+    """A config (wgan_gp) with some values changed (callbacks in a list have no CLI path)."""
+    text = config.read_text()
     for old, new in replacements:
         assert old in text
         text = text.replace(old, new)
-    (out / "wgan_gp.yaml").write_text(text)
-    return out / "wgan_gp.yaml"
+    (out / config.name).write_text(text)
+    return out / config.name
 
 
 @pytest.mark.slow
@@ -108,6 +108,28 @@ def test_without_inception_the_best_checkpoint_follows_swd_and_near_copies(kaggl
     assert "metrics/fid" not in logged
     swd, copies = float(logged["metrics/swd"]), float(logged["metrics/near_copies"])
     assert float(logged["metrics/selection"]) == pytest.approx(swd * (1 + copies / 0.01))
+
+
+@pytest.mark.slow
+def test_a_diffusion_run_logs_near_copies_and_its_best_checkpoint_does_not_reward_them(
+    kaggle_dir, tmp_path
+):
+    every_epoch = edited(
+        tmp_path,
+        ("every_n_epochs: 100", "every_n_epochs: 1"),
+        ("check_val_every_n_epoch: 10", "check_val_every_n_epoch: 1"),
+        ("num_samples: 300", "num_samples: 8"),
+        ("sampling_steps: 25  # as the config's sampler", "sampling_steps: 2"),
+        ("inception: true", "inception: false"),
+        config=ROOT / "configs" / "ddpm_small.yaml",
+    )
+    cli = fit(kaggle_dir, tmp_path / "run", config=every_epoch)
+    logged = cli.trainer.logged_metrics
+    swd, copies = float(logged["metrics/swd"]), float(logged["metrics/near_copies"])
+    assert math.isfinite(swd) and 0 <= copies <= 1
+    assert float(logged["metrics/selection"]) == pytest.approx(swd * (1 + copies / 0.01))
+    best = [c for c in cli.trainer.checkpoint_callbacks if c.monitor == "metrics/selection"][0]
+    assert best.best_model_path and Path(best.best_model_path).is_file()
 
 
 @pytest.mark.parametrize(
