@@ -3,8 +3,11 @@ and networks shrunk for runs of a few seconds on a CPU."""
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -60,3 +63,29 @@ def shrink_nets(config: Path) -> list[str]:
         for kv in small_nets(config)
         for arg in ("--" + kv.partition("=")[0], kv.partition("=")[2])
     ]
+
+
+def quiet() -> None:
+    """Lightning's info lines and warnings off: a benchmark prints its table only."""
+    for name in ("lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+
+
+def bench_trainer(accelerator: str, callbacks: list, **kw: Any):
+    """A one-device Trainer that only trains: no logger, checkpoints, validation or bars."""
+    import lightning as L
+
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        max_epochs=-1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        callbacks=callbacks,
+        **kw,
+    )

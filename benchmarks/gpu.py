@@ -28,17 +28,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import logging
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import torch
-from common import small_nets, synthetic_folder
+from common import quiet, small_nets, synthetic_folder
 from train import ROOT, device_of, lightning_clock, matmul_peak, plain_rate
 
 from monet.__main__ import cli_main
@@ -60,6 +58,7 @@ CONFIGS = (
     "wgan_gp_diffaug",
     "dcgan_diffaug",
     "ddpm_attn_cosine",
+    "ddpm_small",
 )
 COMPILED = ("fastgan", "ddpm_lib")  # a compile costs a minute or more: the two quality configs
 FAST = ("model.init_args.channels_last=true", "model.init_args.compile=true")
@@ -101,7 +100,7 @@ def syncs_per_step(config: str, root: Path, out: Path, args) -> tuple[str, int, 
             f"--trainer.default_root_dir={out}",
             f"--trainer.accelerator={args.accelerator}",
             "--trainer.devices=1",
-            f"--trainer.max_steps={8 if args.smoke else 24}",
+            f"--trainer.max_steps={4 if args.smoke else 24}",
             "--trainer.max_epochs=-1",
             "--trainer.log_every_n_steps=4",
             "--trainer.enable_progress_bar=true",
@@ -175,6 +174,8 @@ def quality(args, config: str) -> None:
     if args.smoke:
         budget = ["--steps", "4", "--num", "8", "--size", "32", "--plain-steps", "2"]
         sets = ["data.image_size=32", "data.batch_size=4", *device, *shrunk(args, config)]
+        if "monet.models.Diffusion" in path.read_text():  # a DDIM of 2 steps, not 250
+            sets.append("model.init_args.sampling_steps=2")
     else:
         budget, sets = ["--minutes", str(args.minutes)], device
     cmd = [sys.executable, str(ROOT / "benchmarks" / "quality.py"), str(path), *budget]
@@ -210,9 +211,7 @@ def main() -> None:
     if not smoke and not torch.cuda.is_available():
         raise SystemExit("bench-gpu: no CUDA GPU here; `make bench-gpu SMOKE=1` runs on a CPU")
     start = time.perf_counter()
-    for name in ("lightning.pytorch", "lightning.fabric"):  # the tables only
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet()
     os.environ.setdefault("WANDB_MODE", "offline")
     keep_freed_memory()  # as `python -m monet` runs
     # fp32 as the shipped configs run it: matmuls in full fp32 (torch's default), convolutions

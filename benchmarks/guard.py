@@ -11,15 +11,12 @@ narrower networks than the configs' (`SMALL`).
 from __future__ import annotations
 
 import argparse
-import logging
 import statistics
 import tempfile
-import warnings
 from pathlib import Path
 
-import lightning as L
 import torch
-from common import data_root
+from common import bench_trainer, data_root, quiet
 from train import ROOT, Clock, device_of
 
 from monet.__main__ import cli_main
@@ -44,20 +41,12 @@ def ms_per_batch(config: str, root: Path, guard: bool, args) -> float:
     )
     clock = Clock(args.warmup, args.steps)
     t = cli.trainer
-    trainer = L.Trainer(
-        accelerator=args.accelerator,
-        devices=1,
+    trainer = bench_trainer(
+        args.accelerator,
+        [clock, *([NonFiniteGuard()] if guard else [])],
         precision=t.precision,
         gradient_clip_val=t.gradient_clip_val,
         accumulate_grad_batches=t.accumulate_grad_batches,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[clock, *([NonFiniteGuard()] if guard else [])],
     )
     trainer.fit(cli.model, cli.datamodule)
     return 1000 / clock.rate
@@ -74,9 +63,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--accelerator", default="gpu" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet()
     tmp = tempfile.TemporaryDirectory()
     root = data_root(Path(tmp.name))
     device = device_of(args)

@@ -26,18 +26,16 @@ from __future__ import annotations
 
 import argparse
 import copy
-import logging
 import os
 import tempfile
 import time
-import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from common import data_root
+from common import data_root, quiet
 
 from monet.__main__ import cli_main
 from monet.data import MonetDataModule
@@ -187,9 +185,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--out", default=None, help="run folder (default: a temporary one)")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("WANDB_SILENT", "true")
     keep_freed_memory()

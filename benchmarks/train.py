@@ -15,16 +15,14 @@ the best `torch.mm` rate of this machine in the run's precision, measured in the
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
 import time
-import warnings
 from contextlib import nullcontext
 from pathlib import Path
 
 import lightning as L
 import torch
-from common import data_root
+from common import bench_trainer, data_root, quiet
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
@@ -166,19 +164,8 @@ def lightning_clock(config: str, root: Path, precision: str, args) -> Clock:
     model, dm = build(config, root, args)
     _, warmup, steps = window(model, args)
     clock = Clock(warmup, steps)
-    trainer = L.Trainer(
-        accelerator=args.accelerator,
-        devices=1,
-        precision=precision,
-        max_epochs=-1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[clock, NonFiniteGuard()],  # as every shipped config has it
-    )
+    # NonFiniteGuard as every shipped config has it
+    trainer = bench_trainer(args.accelerator, [clock, NonFiniteGuard()], precision=precision)
     trainer.fit(model, dm)
     return clock
 
@@ -314,9 +301,7 @@ def main() -> None:
     )
     parser.add_argument("--accelerator", default="gpu" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):  # the table only
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet()
     keep_freed_memory()  # as `python -m monet` runs
     tmp = tempfile.TemporaryDirectory()
     root = data_root(Path(tmp.name))

@@ -14,13 +14,11 @@ after a CPU budget is `benchmarks/quality.py configs/cyclegan_128.yaml --minutes
 from __future__ import annotations
 
 import argparse
-import logging
 import tempfile
-import warnings
 from pathlib import Path
 
 import torch
-from common import data_root
+from common import data_root, quiet
 from train import lightning_rate, plain_rate
 
 from monet.malloc import keep_freed_memory
@@ -38,9 +36,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     parser.add_argument("--accelerator", default="gpu" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    for name in ("lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore")
+    quiet()
     keep_freed_memory()
     tmp = tempfile.TemporaryDirectory()
     root = data_root(Path(tmp.name))

@@ -93,39 +93,31 @@ def trained_vs_untrained(
     return tuple(distance(x, training) for x in (before, after, noise))
 
 
-def test_diffusion_learns_a_handful_of_images(tmp_path, one_thread):
-    before, after, noise = trained_vs_untrained(
+FAMILIES = {  # config, px, steps, and settings that make a tiny model learn in seconds
+    "diffusion": (
         "ddpm_small.yaml",
-        tmp_path,
         16,
         400,
-        "--model.init_args.denoiser.init_args.dim",
-        "16",
-        "--model.init_args.denoiser.init_args.dim_mults",
-        "[1, 2]",
-        "--model.init_args.ema.half_life",
-        "500",
-    )
-    print(f"diffusion SWD: untrained {before:.0f}, trained {after:.0f}, noise {noise:.0f}")
-    assert after < 0.7 * min(before, noise)
-
-
-def test_gan_learns_a_handful_of_images(tmp_path, one_thread):
-    before, after, noise = trained_vs_untrained(
+        ["--model.init_args.denoiser.init_args.dim", "16"]
+        + ["--model.init_args.denoiser.init_args.dim_mults", "[1, 2]"]
+        + ["--model.init_args.optimizer.init_args.lr", "2e-3"],
+    ),
+    "GAN": (
         "fastgan.yaml",
-        tmp_path,
         32,
-        800,
-        "--model.init_args.optimizer.init_args.lr",
-        "1e-3",
-        "--model.init_args.critic_optimizer.init_args.lr",
-        "2e-3",
-        "--model.init_args.generator.init_args.features",
-        "8",
-        "--model.init_args.critic.init_args.features",
-        "16",
-        "--model.init_args.ema.half_life",
-        "500",
-    )
-    print(f"GAN SWD: untrained {before:.0f}, trained {after:.0f}, noise {noise:.0f}")
+        400,
+        ["--model.init_args.generator.init_args.features", "8"]
+        + ["--model.init_args.critic.init_args.features", "16"]
+        + ["--model.init_args.optimizer.init_args.lr", "1e-3"]
+        + ["--model.init_args.critic_optimizer.init_args.lr", "2e-3"],
+    ),
+}
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_tiny_model_learns_a_handful_of_images(family, tmp_path, one_thread):
+    config, size, steps, settings = FAMILIES[family]
+    ema = ["--model.init_args.ema.half_life", "500"]
+    before, after, noise = trained_vs_untrained(config, tmp_path, size, steps, *settings, *ema)
+    print(f"{family} SWD: untrained {before:.0f}, trained {after:.0f}, noise {noise:.0f}")
     assert after < 0.7 * min(before, noise)
