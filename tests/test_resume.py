@@ -143,8 +143,15 @@ def test_checkpoints_that_cannot_resume_this_config_fail_before_the_first_step(
         (wgan, truncated, [], "not a readable Lightning checkpoint"),
         (wgan, text, [], "not a readable Lightning checkpoint"),
         (wgan, tmp_path / "nowhere.ckpt", [], "no such file"),
-        (ROOT / "configs" / "fastgan.yaml", last, [], "another model"),  # another family/net
-        (wgan, last, ["--data.image_size", "64"], "other shapes"),  # another image size
+        # another network, another image size: what the checkpoint holds, what the config builds
+        (
+            ROOT / "configs" / "fastgan.yaml",
+            last,
+            [],
+            r"holds a GAN \(WGANGenerator, 32 px\); "
+            r".*fastgan.yaml builds a GAN \(FastGANGenerator, 32 px\)",
+        ),
+        (wgan, last, ["--data.image_size", "64"], r"WGANGenerator, 32 px\); .*WGANGenerator, 64"),
     ]
     for config, path, extra, message in cases:
         with pytest.raises(ConfigError, match=message):
