@@ -154,7 +154,8 @@ def test_bench_gpu_smoke_prints_a_row_per_config_and_precision_and_quality_rows(
         assert int(row[2]) == 32 and int(row[3]) == 4
         images, warm, gflop = float(row[6]), float(row[7]), float(row[8])
         share, syncs = float(row[9].rstrip("%")), float(row[10])
-        assert images > 0 and warm > 0 and gflop > 0 and share > 0 and syncs >= 0, row
+        # warm-up seconds and the share of peak are printed to 0.1: 0.0 on a fast machine
+        assert images > 0 and gflop > 0 and warm >= 0 and share >= 0 and syncs >= 0, row
     for config in QUALITY:  # quality.py's summary and its table
         assert any(line.startswith(f"{config}: ") for line in lines), out.stdout
     assert sum(line.startswith("two halves of the real paintings") for line in lines) == 2
