@@ -18,18 +18,18 @@ from gpu import COMPILED, CONFIGS, QUALITY  # noqa: E402
 from train import FlopCount  # noqa: E402
 
 
-def run_script(name: str, *args: str) -> list[str]:
+def run(command: list[str], timeout: int = 600) -> list[str]:
+    """`command` in the repository on the synthetic data; it must succeed: its stdout lines."""
     env = {k: v for k, v in os.environ.items() if k != "MONET_DATA"}  # the synthetic data
     out = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / name), *args],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+        command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
     )
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout.splitlines()
+
+
+def run_script(name: str, *args: str) -> list[str]:
+    return run([sys.executable, str(ROOT / "benchmarks" / name), *args])
 
 
 def test_flop_count_of_a_linear_layer_forward_and_backward():
@@ -131,24 +131,15 @@ def test_quality_benchmark_scores_translated_photos_beside_the_same_photos():
 @pytest.mark.slow
 def test_bench_gpu_smoke_prints_a_row_per_config_and_precision_and_quality_rows():
     """`make bench-gpu SMOKE=1`, the Makefile target itself: the GPU command's path on a CPU."""
-    env = {k: v for k, v in os.environ.items() if k != "MONET_DATA"}  # the synthetic data
-    out = subprocess.run(
-        ["make", "-s", "-o", ".venv/.installed", "bench-gpu", "SMOKE=1"]
-        + [f"BIN={Path(sys.executable).parent}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    lines = out.stdout.splitlines()
+    make = ["make", "-s", "-o", ".venv/.installed", "bench-gpu", "SMOKE=1"]
+    lines = run([*make, f"BIN={Path(sys.executable).parent}"], timeout=900)
+    stdout = "\n".join(lines)
     rows = [[c.strip() for c in line.split("|")] for line in lines if line.count("|") == 10]
     rows = [r for r in rows if r[0] != "config"]
-    assert not [line for line in lines if "failed" in line or "skipped" in line], out.stdout
+    assert not [line for line in lines if "failed" in line or "skipped" in line], stdout
     expected = [(c, p, "eager") for c in CONFIGS[:3] for p in ("32-true", "bf16-mixed")]
     expected += [(c, "bf16-mixed", "NHWC+compile") for c in COMPILED]
-    assert sorted((r[0], r[4], r[5]) for r in rows) == sorted(expected), out.stdout
+    assert sorted((r[0], r[4], r[5]) for r in rows) == sorted(expected), stdout
     assert {r[1] for r in rows} == {"GAN", "diffusion", "CycleGAN"}
     for row in rows:
         assert int(row[2]) == 32 and int(row[3]) == 4
@@ -157,6 +148,6 @@ def test_bench_gpu_smoke_prints_a_row_per_config_and_precision_and_quality_rows(
         # warm-up seconds and the share of peak are printed to 0.1: 0.0 on a fast machine
         assert images > 0 and gflop > 0 and warm >= 0 and share >= 0 and syncs >= 0, row
     for config in QUALITY:  # quality.py's summary and its table
-        assert any(line.startswith(f"{config}: ") for line in lines), out.stdout
+        assert any(line.startswith(f"{config}: ") for line in lines), stdout
     assert sum(line.startswith("two halves of the real paintings") for line in lines) == 2
     assert any(line.startswith("bench-gpu: ") and line.endswith(" s in all") for line in lines)
