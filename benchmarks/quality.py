@@ -25,7 +25,7 @@ the first 64 images of each generated row.
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import os
 import tempfile
 import time
@@ -45,7 +45,7 @@ from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
 from monet.metrics.spectrum import grid_share
 from monet.models import GAN, Diffusion
-from monet.models.ema import has_batch_stats, standing_stats_
+from monet.models.ema import EMA, AveragedNetwork, has_batch_stats
 
 
 class StepTimer(L.Callback):
@@ -109,26 +109,22 @@ def train(args, root: Path, out: Path) -> tuple[L.LightningModule, StepTimer, L.
     return cli.model, timer, trainer
 
 
-def ema_attribute(model: L.LightningModule) -> str:
-    return "generator_ema" if hasattr(model, "generator_ema") else "ema"
-
-
 @contextmanager
-def sampling_with(model: L.LightningModule, net: torch.nn.Module | None):
-    """The module samples with `net` in place of its EMA copy (None: the live network)."""
-    name = ema_attribute(model)
-    ema = getattr(model, name)
-    setattr(model, name, net)
+def sampling_with(model: L.LightningModule, ema: AveragedNetwork | None):
+    """The module samples with `ema` in place of its own EMA copy (None: the live network)."""
+    kept = model.ema
+    model.ema = ema
     try:
         yield
     finally:
-        setattr(model, name, ema)
+        model.ema = kept
 
 
-def with_standing_stats(model: GAN, net: torch.nn.Module) -> torch.nn.Module:
-    net = copy.deepcopy(net)
-    standing_stats_(net, model.standing_noise, model.ema.standing_batches if model.ema else 8)
-    return net
+def with_standing_stats(model: GAN, net: torch.nn.Module) -> AveragedNetwork:
+    """A copy of `net` that samples with standing BatchNorm statistics (GAN.generate computes
+    them for its weights)."""
+    settings = model.ema.settings if model.ema is not None else EMA()
+    return AveragedNetwork(net, dataclasses.replace(settings, buffers="standing"), standing=True)
 
 
 def generate(model: L.LightningModule, inputs: torch.Tensor, size: int, batch: int = 50):
@@ -197,11 +193,13 @@ def main() -> None:
     model, timer, trainer = train(args, root, out)
     model.eval()
     gan = isinstance(model, GAN)
-    steps = f"{model.ema_updates} G / {model.critic_steps} D" if gan else f"{trainer.global_step}"
+    steps = (
+        f"{model.generator_steps} G / {model.critic_steps} D" if gan else f"{trainer.global_step}"
+    )
     inputs = torch.arange(args.num)  # per-image seeds, as `predict` draws them
     made = "generated"
-    if getattr(model, "translates", False):  # photos: the baseline row shows the very same ones
-        steps = f"{model.ema_updates} G / {model.ema_updates} D"
+    if model.translates:  # photos: the baseline row shows the very same ones
+        steps = f"{model.generator_steps} G / {model.generator_steps} D"
         inputs = trainer.datamodule.photos()[pick_photos(trainer.datamodule.photos(), args.num)]
         photos, made = resize(inputs, args.size), "translated photos"
     rows = [("two halves of the real paintings (the floor)", half_a, "")]
@@ -210,14 +208,13 @@ def main() -> None:
     sampling = generate(model, inputs, args.size)
     with sampling_with(model, None):
         raw = generate(model, inputs, args.size)
-    ema = getattr(model, ema_attribute(model))
-    if ema is None:
+    if model.ema is None:
         rows.append((f"{made} (no EMA)", raw, steps))
     else:
-        buffers = model.ema.buffers if hasattr(model, "generator_ema") else model.ema_config.buffers
+        buffers = model.ema.settings.buffers
         rows.append((f"{made}, EMA network (buffers: {buffers})", sampling, steps))
-        if gan and buffers != "standing" and has_batch_stats(ema):
-            with sampling_with(model, with_standing_stats(model, ema)):
+        if gan and buffers != "standing" and has_batch_stats(model.ema.net):
+            with sampling_with(model, with_standing_stats(model, model.ema.net)):
                 standing = generate(model, inputs, args.size)
             rows.append(("generated, EMA network, standing BatchNorm statistics", standing, steps))
         rows.append((f"{made}, raw network", raw, steps))

@@ -194,7 +194,7 @@ def gan_step(m: GAN, optimizers, real: torch.Tensor, i: int, autocast) -> None:
         opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
         opt_g.step()
-        m.update_ema(len(real))
+        m.generator_stepped(len(real))
         m.critic.requires_grad_(True)
 
 
@@ -226,7 +226,7 @@ def cyclegan_step(m: CycleGAN, optimizers, batch: dict, i: int, autocast) -> Non
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
-    m.update_ema(len(photo))
+    m.generator_stepped(len(photo))
     D.requires_grad_(True), D_photo.requires_grad_(True)
     G.requires_grad_(False), F.requires_grad_(False)
     gen = torch.Generator().manual_seed(stream_seed(i))

@@ -89,7 +89,7 @@ class Recorder:
             self.calls.append((policy, x.requires_grad))
             return real(x, policy, generator)
 
-        monkeypatch.setattr("monet.models.gan.diff_augment", spy)
+        monkeypatch.setattr("monet.models.adversarial.diff_augment", spy)
 
 
 def tiny_gan(**kw) -> GAN:
@@ -162,7 +162,7 @@ def test_lr_schedules_from_the_yaml_step_with_the_generator(kaggle_dir, tmp_path
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5),
     )
     fit(model, kaggle_dir, tmp_path, max_steps=6)  # 4 critic and 2 generator steps
-    assert model.ema_updates == 2
+    assert model.generator_steps == 2
     for opt in model.trainer.optimizers:  # both networks follow the generator's clock
         assert opt.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.25)
 
@@ -171,13 +171,13 @@ def test_ema_generator_differs_from_live_and_samples(kaggle_dir, tmp_path):
     model = tiny_gan(n_critic=1, ema=EMA(half_life=None, decay=0.5))
     fit(model, kaggle_dir, tmp_path, max_steps=6)
     live = torch.cat([p.flatten() for p in model.generator.parameters()])
-    ema = torch.cat([p.flatten() for p in model.generator_ema.parameters()])
-    assert not torch.equal(live, ema)
-    assert model.sampling_net is model.generator_ema
+    ema = torch.cat([p.flatten() for p in model.ema.parameters()])
+    assert not torch.equal(live, ema) and model.ema.steps == model.generator_steps == 3
+    assert model.sampling_net is model.ema.net
     z = model.sample_noise(2)
-    model.generator_ema.eval()
-    assert torch.allclose(model.generate(z), model.generator_ema(z))
-    assert any(k.startswith("generator_ema.") for k in model.state_dict())
+    model.ema.eval()
+    assert torch.allclose(model.generate(z), model.ema(z))
+    assert any(k.startswith("ema.net.") for k in model.state_dict())
 
 
 class Constant(torch.nn.Module):

@@ -37,11 +37,11 @@ def test_ema_tracks_the_live_weights_and_is_used_for_sampling(kaggle_dir, tmp_pa
     fit(model, kaggle_dir, tmp_path, enable_checkpointing=False)
     live = torch.cat([p.flatten() for p in model.denoiser.parameters()])
     ema = torch.cat([p.flatten() for p in model.ema.parameters()])
-    assert not torch.equal(live, ema) and model.ema_updates == 4
+    assert not torch.equal(live, ema) and model.ema.steps == 4 and model.ema.images == 16
     assert not any(p.requires_grad for p in model.ema.parameters())
     noise = model.sample_noise(2, torch.Generator().manual_seed(0))
     got = model.generate(noise)
-    want = sample(model.process, model.ema, noise, "ddim", 5).clamp(-1, 1)
+    want = sample(model.process, model.ema.net, noise, "ddim", 5).clamp(-1, 1)
     live_out = sample(model.process, model.denoiser, noise, "ddim", 5).clamp(-1, 1)
     assert torch.allclose(got, want) and not torch.allclose(got, live_out)
     assert got.shape == (2, 3, 32, 32)
@@ -57,7 +57,7 @@ def test_ema_updates_once_per_optimizer_step_with_accumulation(kaggle_dir, tmp_p
         accumulate_grad_batches=2,
         enable_checkpointing=False,
     )
-    assert trainer.global_step == 2 and model.ema_updates == 2
+    assert trainer.global_step == 2 and model.ema.steps == 2 and model.ema.images == 16
 
 
 def test_ema_weights_and_warmup_state_are_in_the_checkpoint(kaggle_dir, tmp_path):
@@ -66,16 +66,14 @@ def test_ema_weights_and_warmup_state_are_in_the_checkpoint(kaggle_dir, tmp_path
     path = tmp_path / "end.ckpt"
     trainer.save_checkpoint(path)
     ckpt = torch.load(path, weights_only=False)
-    assert (
-        any(k.startswith("ema.") for k in ckpt["state_dict"])
-        and ckpt["counters"]["ema_updates"] == 4
-    )
+    assert any(k.startswith("ema.net.") for k in ckpt["state_dict"])
+    assert ckpt["state_dict"]["ema._extra_state"] == {"steps": 4, "images": 16}
     again = tiny()
-    again.load_state_dict(ckpt["state_dict"])
     again.on_load_checkpoint(ckpt)
+    again.load_state_dict(ckpt["state_dict"])
     for a, b in zip(again.ema.parameters(), model.ema.parameters()):
         assert torch.equal(a, b)
-    assert again.ema_updates == 4
+    assert (again.ema.steps, again.ema.images) == (4, 16)
 
 
 def test_without_ema_the_live_network_samples(kaggle_dir, tmp_path):

@@ -10,9 +10,9 @@ import torch
 from conftest import quick_fit
 
 from monet.errors import ConfigError
-from monet.models import GAN
-from monet.models.ema import EMA, standing_stats_, update_ema_
-from monet.nets import WGANCritic, WGANGenerator
+from monet.models import GAN, CycleGAN, Diffusion
+from monet.models.ema import EMA, AveragedNetwork, standing_stats_, update_ema_
+from monet.nets import PatchDiscriminator, ResnetGenerator, SimpleUnet, WGANCritic, WGANGenerator
 
 
 def generator() -> WGANGenerator:
@@ -89,7 +89,7 @@ def test_the_ema_of_a_network_equal_to_the_live_one_samples_identically(buffers)
     live = model.generator
     if buffers == "standing":  # the same recomputation on the live weights
         live = copy.deepcopy(live)
-        standing_stats_(live, model.standing_noise, model.ema.standing_batches)
+        standing_stats_(live, model.standing_noise, model.ema.settings.standing_batches)
     assert torch.equal(model.generate(z), live.eval()(z))
 
 
@@ -116,12 +116,90 @@ def test_standing_statistics_follow_the_ema_weights_through_a_fit(kaggle_dir, tm
         ema=EMA(half_life=64, rampup=None, buffers="standing", standing_batches=2),
     )
     quick_fit(model, kaggle_dir, tmp_path, max_steps=6)
-    assert model.ema_updates == 3  # a generator step per critic step: 6 optimizer steps
+    assert model.generator_steps == model.ema.steps == 3  # 6 optimizer steps, G and D
+    assert model.ema.images == 12  # batch 4, one device
     net = model.sampling_net
+    stats = net.net[1].running_mean.clone()
+    assert model.sampling_net is net and torch.equal(stats, net.net[1].running_mean)  # no side
+    z = noise(torch.Generator().manual_seed(3))  # effects: reading it recomputes nothing
+    images = model.generate(z)  # sampling recomputes them, explicitly, for these weights
     want = copy.deepcopy(net)
     standing_stats_(want, model.standing_noise, 2)
     for a, b in zip(want.buffers(), net.buffers()):
         assert torch.equal(a, b)
+    assert torch.equal(images, model.generate(z))  # current: not recomputed again
     stats = net.net[1].running_mean.clone()
     model.update_ema(4)  # new weights: the next sampling recomputes
-    assert model.sampling_net is net and not torch.equal(stats, net.net[1].running_mean)
+    assert torch.equal(stats, net.net[1].running_mean)
+    model.generate(z)
+    assert not torch.equal(stats, net.net[1].running_mean)
+
+
+@pytest.mark.parametrize("family", ["diffusion", "cyclegan"])
+def test_standing_statistics_are_refused_in_one_place_for_families_without_noise(family):
+    settings = EMA(buffers="standing")
+    with pytest.raises(ConfigError, match="only a noise-to-image generator takes"):
+        if family == "diffusion":
+            Diffusion(SimpleUnet(image_size=32, down_channels=(8, 16)), ema=settings)
+        else:
+            CycleGAN(
+                ResnetGenerator(4, 1, image_size=32),
+                PatchDiscriminator(4, image_size=32),
+                ema=settings,
+            )
+
+
+def test_the_clock_counts_images_over_devices_and_accumulation():
+    ema = AveragedNetwork(generator(), EMA(half_life=1000, rampup=0.5))
+    live = generator()
+    ema.update(live, 64)  # the ramp-up half-life is 0.5 x the images seen, this step's too
+    assert (ema.steps, ema.images) == (1, 64)
+    want = copy.deepcopy(ema.net)
+    update_ema_(want, live, EMA(half_life=1000, rampup=0.5).beta(2, 32, 96))
+    ema.update(live, 32)  # a smaller batch: images, not steps, set the ramp-up
+    assert (ema.steps, ema.images) == (2, 96)
+    assert all(torch.equal(a, b) for a, b in zip(want.parameters(), ema.net.parameters()))
+
+
+def test_channels_last_reaches_the_ema_copy():
+    model = GAN(generator(), WGANCritic(features=4, image_size=32), ema=EMA(), channels_last=True)
+    model.configure_model()
+    convs = [m.weight for m in model.ema.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert convs and all(w.is_contiguous(memory_format=torch.channels_last) for w in convs)
+
+
+def old_checkpoint(model, averaged_as: str, steps: int) -> dict:
+    """A checkpoint as written before AveragedNetwork: the copy under `averaged_as` and its
+    clock in the `ema_updates` counter."""
+    state = {
+        (averaged_as + k[len("ema.net.") :] if k.startswith("ema.net.") else k): v.clone()
+        for k, v in model.state_dict().items()
+        if k != "ema._extra_state"
+    }
+    return {"state_dict": state, "counters": {"ema_updates": steps}}
+
+
+def test_a_gan_checkpoint_from_before_loads_with_its_ema_and_clock():
+    model = GAN(generator(), WGANCritic(features=4, image_size=32), ema=EMA())
+    with torch.no_grad():
+        for p in model.ema.parameters():
+            p.add_(1.0)  # the copy differs from the generator
+    ckpt = old_checkpoint(model, "generator_ema.", 7)
+    again = GAN(generator(), WGANCritic(features=4, image_size=32), ema=EMA())
+    again.on_load_checkpoint(ckpt)  # Lightning calls it before load_state_dict
+    again.load_state_dict(ckpt["state_dict"])  # strict: every key found
+    assert again.generator_steps == 7 and again.ema.steps == 7 and again.ema.images is None
+    for a, b in zip(again.ema.parameters(), model.ema.parameters()):
+        assert torch.equal(a, b)
+    again.update_ema(16)  # the clock goes on as such runs counted: steps x the batch
+    assert (again.ema.steps, again.ema.images) == (8, 8 * 16)
+
+
+def test_a_diffusion_checkpoint_from_before_loads_with_its_ema_and_clock():
+    make = lambda: Diffusion(SimpleUnet(image_size=32, down_channels=(8, 16)))  # noqa: E731
+    model = make()
+    ckpt = old_checkpoint(model, "ema.", 5)
+    again = make()
+    again.on_load_checkpoint(ckpt)
+    again.load_state_dict(ckpt["state_dict"])
+    assert again.ema.steps == 5 and not hasattr(again, "generator_steps")

@@ -11,8 +11,10 @@ import torch
 import torch.distributed as dist
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch import nn
 
 from monet.errors import ConfigError
+from monet.models.ema import AveragedNetwork, upgrade_checkpoint
 from monet.nets.common import cpu_has_bf16
 
 
@@ -28,6 +30,8 @@ class GenerativeModule(L.LightningModule):
     """
 
     networks: tuple[str, ...] = ()  # attributes built for one image size
+    averaged = ""  # the network that samples: `ema` averages it when the YAML has an EMA
+    ema: AveragedNetwork | None  # set by every family (a class default would hide the module)
     counters: tuple[str, ...] = ()  # int attributes saved in checkpoints for an exact resume
     channels_last = False  # NHWC activations: faster convolutions on GPUs and most CPUs
     compile = False  # torch.compile every network
@@ -43,6 +47,25 @@ class GenerativeModule(L.LightningModule):
     def grid_images(self, inputs: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """What a sample grid shows of `inputs`: the generated images."""
         return self.generate(inputs, steps)
+
+    @property
+    def sampling_net(self) -> nn.Module:
+        """The network that samples: the EMA copy when there is one, else the live one."""
+        return self.ema.net if self.ema is not None else getattr(self, self.averaged)
+
+    def images_per_step(self, batch_size: int) -> int:
+        """The images one optimizer step sees: `batch_size` per device and batch, summed over
+        devices and (automatic optimization) accumulated batches."""
+        trainer = self._trainer
+        if trainer is None:
+            return batch_size
+        accumulate = trainer.accumulate_grad_batches if self.automatic_optimization else 1
+        return batch_size * trainer.world_size * accumulate
+
+    def update_ema(self, batch_size: int) -> None:
+        """One optimizer step of the EMA (when there is one); `batch_size` images per device."""
+        if self.ema is not None:
+            self.ema.update(getattr(self, self.averaged), self.images_per_step(batch_size))
 
     def setup(self, stage: str) -> None:
         check_sizes(self, *self.networks)
@@ -92,9 +115,12 @@ class GenerativeModule(L.LightningModule):
         return self.networks
 
     def configure_model(self) -> None:
-        """`channels_last` and `compile` from the YAML, on every network the family trains."""
-        for name in self.networks:
-            net = getattr(self, name)
+        """`channels_last` and `compile` from the YAML, on every network the family trains and
+        on the EMA copy as on the network it averages."""
+        nets = [(name, getattr(self, name)) for name in self.networks]
+        if self.ema is not None:
+            nets.append((self.averaged, self.ema.net))
+        for name, net in nets:
             if self.channels_last:
                 net.to(memory_format=torch.channels_last)
             if self.compile and name in self.compilable() and not hasattr(net, "_monet_compiled"):
@@ -113,6 +139,7 @@ class GenerativeModule(L.LightningModule):
         checkpoint["rng_states"] = gather_rng_states()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        upgrade_checkpoint(checkpoint, self.averaged)  # the EMA's keys before AveragedNetwork
         for name, value in checkpoint.get("counters", {}).items():
             setattr(self, name, value)
         states = checkpoint.get("rng_states")

@@ -16,9 +16,9 @@ from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.losses import GanLoss, critic_loss, cycle_loss, generator_loss, identity_loss
+from monet.models.adversarial import Adversarial
 from monet.models.common import check_range
 from monet.models.ema import EMA
-from monet.models.gan import Adversarial
 from monet.models.pool import ImagePool
 from monet.nets.common import dcgan_init
 
@@ -60,7 +60,7 @@ class CycleGAN(Adversarial):
     """
 
     networks = ("generator", "inverse", "critic", "photo_critic")
-    counters = ("ema_updates",)
+    counters = ("generator_steps",)
     translates = True  # inputs are photos: metrics report the untranslated photos beside
 
     def __init__(
@@ -79,21 +79,24 @@ class CycleGAN(Adversarial):
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        super().__init__()
         for key, value in (
             ("cycle_weight", cycle_weight),
             ("identity_weight", identity_weight),
             ("pool_size", pool_size),
         ):
             check_range(key, value, 0)  # 0 turns it off
-        if ema is not None and ema.buffers == "standing":
-            raise ConfigError("model ema.buffers=standing is for BatchNorm nets: use average.")
+        super().__init__(
+            generator,
+            optimizer,
+            critic_optimizer,
+            lr_scheduler,
+            diffaugment,
+            ema,
+            channels_last=channels_last,
+            compile=compile,
+        )
         self.save_hyperparameters(
             ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
-        )
-        self.channels_last, self.compile = channels_last, compile
-        self.adversarial_init(
-            generator, optimizer, critic_optimizer, lr_scheduler, diffaugment, ema
         )
         self.critic = critic
         self.inverse = fresh_copy(generator)
@@ -150,7 +153,7 @@ class CycleGAN(Adversarial):
         self.backward_outside_autocast(loss_g)
         opt_g.step()
         self.untoggle_optimizer(opt_g)
-        self.update_ema(len(photo))
+        self.generator_stepped(len(photo))
 
         self.toggle_optimizer(opt_c)
         pool_gen = torch.Generator().manual_seed(stream_seed(self.global_step, self.global_rank))

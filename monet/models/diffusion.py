@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import zlib
 from typing import Any, Literal
 
@@ -11,9 +10,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from monet.diffusion import GaussianDiffusion, sample
-from monet.errors import ConfigError
 from monet.models.common import GenerativeModule, build_optimizer, check_range
-from monet.models.ema import EMA, step_ema_
+from monet.models.ema import EMA, AveragedNetwork
 
 
 def seed_of(x: torch.Tensor) -> int:
@@ -47,7 +45,7 @@ class Diffusion(GenerativeModule):
     """
 
     networks = ("denoiser",)
-    counters = ("ema_updates",)
+    averaged = "denoiser"
     iterative = True
 
     def __init__(
@@ -76,23 +74,11 @@ class Diffusion(GenerativeModule):
         check_range("sample_batch_size", sample_batch_size, 1)
         self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta
         self.sample_batch_size = sample_batch_size
-        if ema is not None and ema.buffers == "standing":
-            raise ConfigError(
-                "model ema.buffers=standing is for GAN generators (noise in, image out); a "
-                "denoiser averages its BatchNorm statistics: use ema.buffers=average."
-            )
-        self.ema_config = ema
-        self.ema = copy.deepcopy(denoiser).requires_grad_(False) if ema else None
-        self.ema_updates = 0  # optimizer steps, the EMA's clock: saved in checkpoints
+        self.ema = AveragedNetwork(denoiser, ema) if ema is not None else None
         self.batch_size = 1  # images per device in the latest training batch
         self.optimizer, self.lr_scheduler = optimizer, lr_scheduler
 
     # -- sampling interface used by callbacks ---------------------------------------------------
-    @property
-    def sampling_net(self) -> nn.Module:
-        """The network that samples and validates: the EMA copy when there is one."""
-        return self.ema if self.ema is not None else self.denoiser
-
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         size = self.denoiser.image_size
         channels = getattr(self.denoiser, "channels", 3)
@@ -152,13 +138,3 @@ class Diffusion(GenerativeModule):
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.update_ema(self.batch_size)  # once per optimizer step, whatever the accumulation
-
-    def update_ema(self, batch_size: int) -> None:
-        """One optimizer step of the EMA clock; `batch_size` images per device and batch."""
-        if self.ema is None:
-            return
-        self.ema_updates += 1
-        trainer = self._trainer
-        if trainer is not None:
-            batch_size *= trainer.world_size * trainer.accumulate_grad_batches
-        step_ema_(self.ema, self.denoiser, self.ema_config, self.ema_updates, batch_size)

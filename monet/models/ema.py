@@ -1,14 +1,17 @@
 """An exponential moving average of a network's weights, defined in images, not steps.
 
-`EMA` is the YAML's description of how the averaged copy follows the live network; `update_ema_`
-takes one step of it and `standing_stats_` gives the copy BatchNorm statistics of its own.
+`EMA` is the YAML's description of how the averaged copy follows the live network;
+`AveragedNetwork` is the copy itself. Every family holds one under the name `ema` (None when
+the YAML turns it off), with its clock (optimizer steps and images seen, saved in its state
+dict), its settings and its BatchNorm handling.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -69,10 +72,11 @@ class EMA:
         if self.buffers not in ("standing", "average", "copy"):
             raise ConfigError(f"model ema.buffers={self.buffers!r}: use standing, average or copy.")
 
-    def beta(self, step: int, images_per_step: int) -> float | None:
+    def beta(self, step: int, images_per_step: int, seen: int | None = None) -> float | None:
         """The weight the average keeps at optimizer `step` (1-based), or None to skip it.
 
-        0 copies the live weights (until `start`); `images_per_step` is the global batch.
+        0 copies the live weights (until `start`); `images_per_step` is the global batch and
+        `seen` the images up to and including this step (default: `step` such batches).
         """
         if step <= self.start:
             return 0.0
@@ -83,7 +87,8 @@ class EMA:
             return min(self.decay, 1 - (1 + updates) ** (-2 / 3))
         half_life = self.half_life
         if self.rampup is not None:
-            half_life = min(half_life, step * images_per_step * self.rampup)
+            seen = step * images_per_step if seen is None else seen
+            half_life = min(half_life, seen * self.rampup)
         return 0.5 ** (images_per_step * self.every / max(half_life, 1e-8))
 
 
@@ -102,11 +107,85 @@ def update_ema_(ema: nn.Module, live: nn.Module, beta: float, buffers: str = "av
             ema_buf.copy_(buf)
 
 
-def step_ema_(ema: nn.Module, live: nn.Module, config: EMA, step: int, images: int) -> None:
-    """Optimizer step `step` of `config`'s clock, `images` per step (summed over devices)."""
-    beta = config.beta(step, images)
-    if beta is not None:
-        update_ema_(ema, live, beta, config.buffers)
+class AveragedNetwork(nn.Module):
+    """The EMA copy of a network that samples, with its clock and BatchNorm handling.
+
+    `update(live, images)` takes one optimizer step of the average (`images`: the global batch
+    of that step). `refresh(inputs)` gives the copy standing BatchNorm statistics for its
+    current weights when the settings ask for them (and does nothing when they are current);
+    callers say when, before they sample. Reading `net` has no side effects. The clock is
+    saved with the weights (``ema._extra_state``), so a resumed run averages on as before.
+
+    Args:
+        live: the network to average; the copy starts equal to it and never trains.
+        settings: the YAML's `ema` block.
+        standing: whether the family can feed noise batches for ``standing`` statistics
+            (a generator's inputs); other families are refused here, in one place.
+    """
+
+    def __init__(self, live: nn.Module, settings: EMA, standing: bool = False) -> None:
+        super().__init__()
+        if settings.buffers == "standing" and not standing:
+            raise ConfigError(
+                "model ema.buffers=standing recomputes BatchNorm statistics from noise batches, "
+                "which only a noise-to-image generator takes: use ema.buffers=average."
+            )
+        self.settings = settings
+        self.net = copy.deepcopy(live).requires_grad_(False)
+        self.steps = 0  # optimizer steps averaged
+        self.images: int | None = 0  # images seen (None: a checkpoint that counted steps only)
+        self._standing_at: int | None = None  # the `steps` standing statistics belong to
+
+    def forward(self, *args: Any) -> Any:
+        return self.net(*args)
+
+    @torch.no_grad()
+    def update(self, live: nn.Module, images: int) -> None:
+        """One optimizer step of the average; `images`: that step's global batch."""
+        if self.images is None:  # as such checkpoints counted: steps x today's batch
+            self.images = self.steps * images
+        self.steps += 1
+        self.images += images
+        beta = self.settings.beta(self.steps, images, self.images)
+        if beta is not None:
+            update_ema_(self.net, live, beta, self.settings.buffers)
+
+    def refresh(self, inputs: Callable[[torch.Generator], torch.Tensor]) -> None:
+        """Standing BatchNorm statistics for the current weights, when the settings ask."""
+        if self.settings.buffers == "standing" and self._standing_at != self.steps:
+            standing_stats_(self.net, inputs, self.settings.standing_batches)
+            self._standing_at = self.steps
+
+    def get_extra_state(self) -> dict[str, int | None]:
+        return {"steps": self.steps, "images": self.images}
+
+    def set_extra_state(self, state: dict[str, int | None]) -> None:
+        self.steps, self.images = state["steps"], state["images"]
+        self._standing_at = None
+
+
+def upgrade_checkpoint(checkpoint: dict[str, Any], averaged: str) -> None:
+    """Rewrite in place a checkpoint written before `AveragedNetwork` into today's keys.
+
+    Then the copy was `generator_ema.*` (adversarial families) or `ema.*` (diffusion) and its
+    clock the counter `ema_updates`; now it is `ema.net.*` with the clock in
+    `ema._extra_state`. The adversarial families counted generator steps in `ema_updates`
+    with the EMA off too: `generator_steps` now. `averaged` names the network the EMA follows.
+    """
+    counters = checkpoint.get("counters", {})
+    if "ema_updates" not in counters:
+        return
+    steps = counters.pop("ema_updates")
+    old = "ema."
+    if averaged == "generator":
+        counters["generator_steps"] = steps
+        old = "generator_ema."
+    state = checkpoint.get("state_dict", {})
+    keys = [k for k in state if k.startswith(old)]
+    for key in keys:
+        state["ema.net." + key[len(old) :]] = state.pop(key)
+    if keys:
+        state["ema._extra_state"] = {"steps": steps, "images": None}
 
 
 def batch_norms(net: nn.Module) -> list[_BatchNorm]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import functools
 from typing import Any
 
@@ -10,84 +9,13 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from monet.diffaugment import diff_augment, parse_policy
-from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
-from monet.models.common import GenerativeModule, build_optimizer, check_range
-from monet.models.ema import EMA, standing_stats_, step_ema_
+from monet.models.adversarial import Adversarial
+from monet.models.common import check_range
+from monet.models.ema import EMA
 from monet.nets.common import spectral_norm_all
-
-
-class Adversarial(GenerativeModule):
-    """What the adversarial families share: a `generator` that paints (with an optional EMA
-    copy that samples), critics, two optimizers from the YAML (the generators' and the
-    critics', optionally with LR schedules), DiffAugment, and manual optimization."""
-
-    ddp_unused_parameters = True  # the CLI picks ddp_find_unused_parameters_true under DDP
-
-    def adversarial_init(
-        self,
-        generator: nn.Module,
-        optimizer: OptimizerCallable | None,
-        critic_optimizer: OptimizerCallable | None,
-        lr_scheduler: LRSchedulerCallable | None,
-        diffaugment: str | None,
-        ema: EMA | None,
-    ) -> None:
-        self.generator = generator
-        self.optimizer, self.critic_optimizer = optimizer, critic_optimizer or optimizer
-        self.lr_scheduler = lr_scheduler
-        self.policy = parse_policy(diffaugment)
-        self.ema = ema
-        self.generator_ema = copy.deepcopy(generator).requires_grad_(False) if ema else None
-        self.ema_updates = 0  # generator steps, the EMA's clock (counted with EMA off too)
-        self.automatic_optimization = False
-
-    @property
-    def sampling_net(self) -> nn.Module:
-        return self.generator if self.generator_ema is None else self.generator_ema
-
-    @torch.no_grad()
-    def generate(self, noise: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Images in [-1, 1] from `noise` in one pass of the sampling generator (eval mode)."""
-        with eval_mode(self.sampling_net) as net:  # every submodule gets its own mode back
-            return net(noise.to(self.device)).float()
-
-    def two_optimizers(self, default: Any, generators: Any, critics: Any) -> Any:
-        """The generators' and the critics' optimizers (`default` where the YAML has none),
-        with their schedules."""
-        optimizers = [
-            build_optimizer(self.optimizer or default, generators, "optimizer"),
-            build_optimizer(self.critic_optimizer or default, critics, "critic_optimizer"),
-        ]
-        if self.lr_scheduler is None:
-            return optimizers
-        return optimizers, [self.lr_scheduler(opt) for opt in optimizers]
-
-    def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """DiffAugment, the same policy for real and fake images, in both steps."""
-        return diff_augment(x, self.policy) if self.policy else x
-
-    def backward_outside_autocast(self, loss: torch.Tensor) -> None:
-        """`manual_backward` with autocast off, as torch's AMP docs advise.
-
-        Lightning runs the whole manual-optimization `training_step` under autocast, backward
-        included, where autocast would also recast the matmuls inside backward formulas. The
-        forward pass still decides the gradients' dtypes, and 16-mixed loss scaling is
-        unchanged.
-        """
-        with torch.autocast(self.device.type, enabled=False):
-            self.manual_backward(loss)
-
-    def update_ema(self, batch_size: int) -> None:
-        """One generator step of the EMA clock; `batch_size` images per device."""
-        self.ema_updates += 1
-        if self.generator_ema is None:
-            return
-        images = batch_size * (self._trainer.world_size if self._trainer is not None else 1)
-        step_ema_(self.generator_ema, self.generator, self.ema, self.ema_updates, images)
 
 
 class GAN(Adversarial):
@@ -121,7 +49,7 @@ class GAN(Adversarial):
     """
 
     networks = ("generator", "critic")
-    counters = ("critic_steps", "ema_updates")
+    counters = ("critic_steps", "generator_steps")
 
     def __init__(
         self,
@@ -141,8 +69,6 @@ class GAN(Adversarial):
         channels_last: bool = False,
         compile: bool = False,
     ) -> None:
-        super().__init__()
-        self.channels_last, self.compile = channels_last, compile
         if not hasattr(generator, "latent_dim"):
             raise ConfigError(
                 f"{type(generator).__name__} has no `latent_dim`: a GAN generator "
@@ -155,16 +81,23 @@ class GAN(Adversarial):
             ("diversity_samples", diversity_samples, 0),
         ):
             check_range(key, value, low)
+        super().__init__(
+            generator,
+            optimizer,
+            critic_optimizer,
+            lr_scheduler,
+            diffaugment,
+            ema,
+            standing=True,
+            channels_last=channels_last,
+            compile=compile,
+        )
         self.save_hyperparameters(
             ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
-        )
-        self.adversarial_init(
-            generator, optimizer, critic_optimizer, lr_scheduler, diffaugment, ema
         )
         self.critic = spectral_norm_all(critic) if spectral_norm else critic
         self.loss, self.n_critic = loss, n_critic
         self.gp_weight, self.r1_gamma = gp_weight, r1_gamma
-        self._standing_at: int | None = None  # ema_updates the standing statistics belong to
         self.diversity_samples = diversity_samples
         self.critic_steps = 0  # saved in checkpoints: the n_critic cycle survives a resume
         self._real_sample: torch.Tensor | None = None
@@ -175,18 +108,13 @@ class GAN(Adversarial):
         return ("generator",) if self.gp_weight > 0 or self.r1_gamma > 0 else self.networks
 
     # -- sampling interface used by callbacks ---------------------------------------------------
-    @property
-    def sampling_net(self) -> nn.Module:
-        """The generator that samples: the EMA copy when there is one, with BatchNorm
-        statistics recomputed for its weights when `ema.buffers` is ``standing``."""
-        net = self.generator_ema
-        if net is None:
-            return self.generator
-        standing = self.ema is not None and self.ema.buffers == "standing"
-        if standing and self._standing_at != self.ema_updates:
-            standing_stats_(net, self.standing_noise, self.ema.standing_batches)
-            self._standing_at = self.ema_updates
-        return net
+    @torch.no_grad()
+    def generate(self, noise: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Images in [-1, 1] from `noise`: the EMA copy gets standing BatchNorm statistics for
+        its current weights first when `ema.buffers` is ``standing``."""
+        if self.ema is not None:
+            self.ema.refresh(self.standing_noise)
+        return super().generate(noise, steps)
 
     def standing_noise(self, generator: torch.Generator) -> torch.Tensor:
         return self.sample_noise(64, generator=generator).to(self.device)
@@ -233,7 +161,7 @@ class GAN(Adversarial):
             opt_g.zero_grad(set_to_none=True)
             self.backward_outside_autocast(loss_g)
             opt_g.step()  # a NaN or inf step leaves the weights as they were (NonFiniteGuard)
-            self.update_ema(len(real))
+            self.generator_stepped(len(real))
             for scheduler in self.lr_schedulers() or []:
                 scheduler.step()
             self.log("train/gen_loss", loss_g.detach())
