@@ -89,7 +89,7 @@ def monet(root: Path, size: int, aug: Augment, args) -> tuple[str, float]:
     decode = time.perf_counter() - start
     dm.trainer = SimpleNamespace(training=True, predicting=False, global_rank=0)
     loader = dm.train_dataloader()
-    prepare = lambda b: dm.on_after_batch_transfer(b, 0)  # noqa: E731
+    prepare = dm.prepare_batch
     rate = throughput(lambda: iter(loader), args.images, args.rounds, prepare)
     return f"monet: cache + batched augment (decode {decode:.1f} s once)", rate
 

@@ -30,7 +30,6 @@ from monet.__main__ import cli_main
 from monet.callbacks import NonFiniteGuard
 from monet.data import UnpairedDataModule
 from monet.data.augment import augment_batch_
-from monet.data.datamodule import stream_seed
 from monet.images import to_unit
 from monet.losses import (
     critic_loss,
@@ -42,6 +41,7 @@ from monet.losses import (
 )
 from monet.malloc import keep_freed_memory
 from monet.models import GAN, CycleGAN
+from monet.seeding import stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("wgan_gp", "dcgan", "ddpm_unet_linear", "ddpm_attn_linear", "ddpm_lib")

@@ -179,7 +179,7 @@ def test_predict_writes_a_complete_kaggle_submission(kaggle_dir, tmp_path):
 def test_a_cyclegan_needs_photos(kaggle_dir, tmp_path):
     model = CycleGAN(ResnetGenerator(4, 1, image_size=32), PatchDiscriminator(4, image_size=32))
     with pytest.raises(ConfigError, match="UnpairedDataModule"):
-        model.sample_noise(2)
+        model.sample_inputs(2)
     with pytest.raises(ConfigError, match="pool_size=-1"):
         CycleGAN(model.generator, model.critic, pool_size=-1)
     assert not torch.equal(model.inverse.net[1].weight, model.generator.net[1].weight)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 from conftest import make_kaggle_zip
@@ -13,11 +11,10 @@ from monet.errors import ConfigError
 
 
 class FakeTrainer:
-    """Just what on_after_batch_transfer reads."""
+    """Just what prepare_batch reads."""
 
-    def __init__(self, training: bool, channels_last: bool = False) -> None:
+    def __init__(self, training: bool) -> None:
         self.training, self.global_rank, self.predicting = training, 0, False
-        self.lightning_module = SimpleNamespace(channels_last=channels_last)
 
 
 def test_setup_decodes_once_into_uint8(kaggle_dir):
@@ -52,11 +49,11 @@ def test_batches_become_float_in_range_and_augment_only_in_training(kaggle_dir):
     dm.setup()
     raw = dm.real
     dm.trainer = FakeTrainer(training=False)
-    val = dm.on_after_batch_transfer(raw, 0)
+    val = dm.prepare_batch(raw)
     assert val.dtype == torch.float32 and val.min() >= -1 and val.max() <= 1
     assert torch.allclose(val, raw.float() / 127.5 - 1)
     dm.trainer = FakeTrainer(training=True)
-    assert torch.allclose(dm.on_after_batch_transfer(raw, 0), val.flip(-1))
+    assert torch.allclose(dm.prepare_batch(raw), val.flip(-1))
 
 
 def test_augmentation_stream_is_seeded_and_resumable(kaggle_dir):
@@ -64,7 +61,7 @@ def test_augmentation_stream_is_seeded_and_resumable(kaggle_dir):
 
     def run(dm, n):
         dm.trainer = FakeTrainer(training=True)
-        return [dm.on_after_batch_transfer(dm.real[:8], 0) for _ in range(n)]
+        return [dm.prepare_batch(dm.real[:8]) for _ in range(n)]
 
     a = MonetDataModule(str(kaggle_dir), image_size=32, augment=cfg, seed=3)
     a.setup()
@@ -108,15 +105,3 @@ def test_real_shared_data(shared_data):
     dm = MonetDataModule(str(shared_data), image_size=64, augment=Augment(five_crop=FiveCrop(True)))
     dm.setup()
     assert dm.real.shape == (300, 3, 64, 64) and len(dm.train_images) == 1800
-
-
-def test_batches_reach_a_channels_last_model_in_channels_last(kaggle_dir):
-    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
-    dm.setup("fit")
-    batch = next(iter(dm.train_dataloader()))
-    for training in (True, False):
-        dm.trainer = FakeTrainer(training, channels_last=True)
-        out = dm.on_after_batch_transfer(batch, 0)
-        assert out.is_contiguous(memory_format=torch.channels_last)
-    dm.trainer = FakeTrainer(True)
-    assert dm.on_after_batch_transfer(batch, 0).is_contiguous()

@@ -6,11 +6,13 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
+from monet import seeding
 from monet.callbacks.samples import check_sampling_steps
 from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
+from monet.models.common import GenerativeModule
 
 
 class EvalMetrics(L.Callback):
@@ -142,11 +144,11 @@ class EvalMetrics(L.Callback):
         return to_unit(real.to(pl_module.device))
 
     def _generate_share(
-        self, trainer: L.Trainer, pl_module: L.LightningModule
+        self, trainer: L.Trainer, pl_module: GenerativeModule
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """This rank's share of the inputs (noise, or photos to translate) and of the images."""
         n = len(range(trainer.global_rank, self.num_samples, trainer.world_size))
-        gen = torch.Generator().manual_seed(self.seed * 1000 + trainer.global_rank)
-        noise = pl_module.sample_noise(n, generator=gen)
+        gen = seeding.generator(self.seed, trainer.global_rank)
+        noise = pl_module.sample_inputs(n, gen, trainer.datamodule)
         fake = [pl_module.generate(z, self.sampling_steps) for z in noise.split(self.batch_size)]
         return noise, torch.cat(fake)

@@ -10,6 +10,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from PIL import Image
 from torchvision.utils import save_image
 
+from monet import seeding
 from monet.errors import ConfigError
 from monet.models.common import GenerativeModule
 from monet.rundir import run_dir
@@ -31,8 +32,9 @@ def check_sampling_steps(
 class SampleGrid(L.Callback):
     """Write a PNG grid of images generated from fixed noise every `every_n_epochs` epochs.
 
-    The model provides ``sample_noise(n, generator)`` and ``grid_images(noise, steps)``
-    (images in [-1, 1]). Grids go to ``<run dir>/samples/epoch=NNNN-step=NNNNNNN.png`` and to
+    The model provides ``sample_inputs(n, generator, datamodule)`` (noise, or the
+    DataModule's photos for a translating model) and ``grid_images(inputs, steps)`` (images
+    in [-1, 1]). Grids go to ``<run dir>/samples/epoch=NNNN-step=NNNNNNN.png`` and to
     every logger that takes images (W&B); a run that stops between two grids writes one at the
     end, and then ``<run dir>/progress.gif`` animates all of them: the same noise over training.
     Rank 0 only.
@@ -61,8 +63,8 @@ class SampleGrid(L.Callback):
     def on_fit_start(self, trainer: L.Trainer, pl_module: GenerativeModule) -> None:
         check_sampling_steps("SampleGrid", self.sampling_steps, pl_module)
         if self.noise is None:
-            gen = torch.Generator().manual_seed(self.seed)
-            self.noise = pl_module.sample_noise(self.num_samples, generator=gen)
+            gen = seeding.generator(self.seed)
+            self.noise = pl_module.sample_inputs(self.num_samples, gen, trainer.datamodule)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not trainer.fast_dev_run:

@@ -13,6 +13,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
+from monet import seeding
 from monet.data.augment import Augment, augment_batch_, preprocess
 from monet.data.sources import find_files, read_images
 from monet.errors import ConfigError
@@ -42,11 +43,6 @@ def _batched(batch: torch.Tensor) -> torch.Tensor:
     return batch
 
 
-def stream_seed(*parts: int) -> int:
-    """A seed for one random stream named by integers (seed, epoch, step, rank, image...)."""
-    return hash(parts) & (2**62 - 1)  # ints hash the same in every process
-
-
 class EpochShuffle(RandomSampler):
     """A fresh order each epoch, drawn from (seed, epoch): a resumed run sees the same orders.
 
@@ -61,7 +57,7 @@ class EpochShuffle(RandomSampler):
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:
-        gen = torch.Generator().manual_seed(stream_seed(self.seed, self.epoch))
+        gen = seeding.generator(self.seed, self.epoch)
         return iter(torch.randperm(len(self.data_source), generator=gen).tolist())
 
 
@@ -199,10 +195,19 @@ class MonetDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         """Batches of per-image seeds: image i gets the same noise whatever the batch or devices."""
-        seeds = [stream_seed(self.predict_seed, i) for i in range(self.predict_size)]
+        seeds = [seeding.stream_seed(self.predict_seed, i) for i in range(self.predict_size)]
         return DataLoader(torch.tensor(seeds), batch_size=self.batch_size)
 
-    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> torch.Tensor:
+    def transfer_batch_to_device(
+        self, batch: Any, device: torch.device, dataloader_idx: int
+    ) -> Any:
+        """To the device, then `prepare_batch` there (the model's own `on_after_batch_transfer`
+        then lays the images out in its memory format)."""
+        return self.prepare_batch(super().transfer_batch_to_device(batch, device, dataloader_idx))
+
+    def prepare_batch(self, batch: torch.Tensor) -> Any:
+        """A loader's batch, on the device, to what the model's steps take: images in [-1, 1],
+        augmented in training; `predict`'s seeds as they are."""
         trainer = self.trainer
         if trainer is not None and trainer.predicting:
             return batch  # seeds, not images
@@ -210,14 +215,15 @@ class MonetDataModule(L.LightningDataModule):
         if trainer is not None and trainer.training:
             x = augment_batch_(x, self.augment, self._generator(trainer.global_rank))
             self._steps += 1
-        return self._layout(x)
-
-    def _layout(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's memory format: NHWC with its `channels_last` option."""
-        module = getattr(self.trainer, "lightning_module", None) if self.trainer else None
-        if getattr(module, "channels_last", False):
-            x = x.contiguous(memory_format=torch.channels_last)
         return x
+
+    def sample_photos(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` photos to translate, in [-1, 1]: a translating model's inputs of grids and metrics.
+        This DataModule holds one domain and no photos; `UnpairedDataModule` holds both."""
+        raise ConfigError(
+            f"{type(self).__name__} holds {self.domain} images only, no photos to translate: "
+            "use data.class_path monet.data.UnpairedDataModule."
+        )
 
     def reference_images(self) -> torch.Tensor:
         """The paintings that metrics and the memorization report compare with (uint8)."""
@@ -226,7 +232,7 @@ class MonetDataModule(L.LightningDataModule):
 
     def _generator(self, rank: int = 0) -> torch.Generator:
         # One stream per (seed, batch, rank): reproducible, and resumable from state_dict.
-        return torch.Generator().manual_seed(stream_seed(self.seed, self._steps, rank))
+        return seeding.generator(self.seed, self._steps, rank)
 
     def state_dict(self) -> dict[str, Any]:
         return {"steps": self._steps}

@@ -8,8 +8,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
+from monet import seeding
 from monet.data.augment import Augment, augment_batch_
-from monet.data.datamodule import MonetDataModule, _batched, _Images, stream_seed
+from monet.data.datamodule import MonetDataModule, _batched, _Images
 from monet.errors import ConfigError
 from monet.images import to_unit
 
@@ -18,7 +19,7 @@ DOMAINS = ("monet", "photo")
 
 class _Steps(Dataset):
     """`length` positions a epoch; a batch of them is only a clock: the images are drawn from
-    each domain's own stream after the transfer (`UnpairedDataModule.on_after_batch_transfer`)."""
+    each domain's own stream after the transfer (`UnpairedDataModule.prepare_batch`)."""
 
     def __init__(self, length: int) -> None:
         self.length = length
@@ -126,8 +127,17 @@ class UnpairedDataModule(MonetDataModule):
         return self.real
 
     def photos(self) -> torch.Tensor:
-        """All photos at the training size, uint8: the model's fixed inputs come from here."""
+        """All photos at the training size, uint8."""
         return self.photo.real
+
+    def sample_photos(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` photos (different ones for different generators), in [-1, 1]: a translating
+        model's inputs of grids and metrics (`GenerativeModule.sample_inputs`)."""
+        photos = self.photos()
+        index = torch.randperm(len(photos), generator=generator)[:n]
+        if n > len(photos):  # fewer photos than asked: repeat them
+            index = index.repeat(-(-n // len(photos)))[:n]
+        return to_unit(photos[index])
 
     # -- loaders ---------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
@@ -147,13 +157,13 @@ class UnpairedDataModule(MonetDataModule):
             _Images(self._predict.real), batch_size=self.batch_size, collate_fn=_batched
         )
 
-    def on_after_batch_transfer(self, batch: torch.Tensor, dataloader_idx: int) -> Any:
+    def prepare_batch(self, batch: torch.Tensor) -> Any:
         trainer = self.trainer
         if trainer is None or not trainer.training:
-            return self._layout(to_unit(batch))  # photos to validate or translate: [-1, 1]
+            return to_unit(batch)  # photos to validate or translate: [-1, 1]
         pairs = self.pairs(self._steps, trainer.global_rank, len(batch), batch.device)
         self._steps += 1
-        return {name: self._layout(x) for name, x in pairs.items()}
+        return pairs
 
     def pairs(self, step: int, rank: int, size: int, device: Any) -> dict[str, torch.Tensor]:
         """Training batch `step` of rank `rank`: `size` augmented images of each domain."""
@@ -162,7 +172,7 @@ class UnpairedDataModule(MonetDataModule):
             images = self.train_images if name == "monet" else self.photo.train_images
             index = self._stream(d, step, rank, len(images), size)
             x = to_unit(images.index_select(0, index).to(device, non_blocking=True))
-            gen = torch.Generator().manual_seed(stream_seed(self.seed, step, rank, d, 1))
+            gen = seeding.generator(self.seed, step, rank, d, 1)
             out[name] = augment_batch_(x, self.augment, gen)
         return out
 
@@ -170,6 +180,6 @@ class UnpairedDataModule(MonetDataModule):
         """Positions [step * b, (step + 1) * b) of this domain's stream of permutations."""
         start = step * b
         rounds = range(start // n, (start + b - 1) // n + 1)
-        seeds = [stream_seed(self.seed, domain, rank, r) for r in rounds]
-        perms = [torch.randperm(n, generator=torch.Generator().manual_seed(s)) for s in seeds]
+        gens = [seeding.generator(self.seed, domain, rank, r) for r in rounds]
+        perms = [torch.randperm(n, generator=g) for g in gens]
         return torch.cat(perms)[start - rounds[0] * n :][:b]

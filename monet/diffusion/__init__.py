@@ -5,7 +5,7 @@ the denoiser `net` as an argument.
 """
 
 from monet.diffusion.process import GaussianDiffusion, extract
-from monet.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample, eval_mode, sample
+from monet.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample, sample
 from monet.diffusion.schedules import (
     SCHEDULES,
     cosine_betas,
@@ -22,7 +22,6 @@ __all__ = [
     "ddim_sample",
     "ddim_timesteps",
     "ddpm_sample",
-    "eval_mode",
     "extract",
     "linear_betas",
     "make_betas",

@@ -8,8 +8,7 @@ normal tensor per step, in the same order, so DDIM with every step and eta = 1 r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -17,21 +16,10 @@ from tqdm.auto import tqdm
 
 from monet.diffusion.process import GaussianDiffusion
 from monet.errors import ConfigError, Interrupted
+from monet.nets.common import eval_mode
 
 SAMPLERS = ("ddpm", "ddim")
 DEFAULT_DDIM_STEPS = 50
-
-
-@contextmanager
-def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """Put `net` in eval mode and give every submodule back its own mode afterwards."""
-    modes = [(m, m.training) for m in net.modules()]
-    net.eval()
-    try:
-        yield net
-    finally:
-        for m, mode in modes:  # parents come first, so each module ends with its own mode
-            m.train(mode)
 
 
 Generators = torch.Generator | list[torch.Generator] | None

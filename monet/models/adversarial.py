@@ -10,9 +10,9 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from monet.diffaugment import diff_augment, parse_policy
-from monet.diffusion.samplers import eval_mode
 from monet.models.common import GenerativeModule, build_optimizer
 from monet.models.ema import EMA, AveragedNetwork
+from monet.nets.common import eval_mode
 
 
 class Adversarial(GenerativeModule):

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import random
+import warnings
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
-import torch.distributed as dist
 from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
@@ -16,30 +14,45 @@ from torch import nn
 from monet.errors import ConfigError
 from monet.models.ema import AveragedNetwork, upgrade_checkpoint
 from monet.nets.common import cpu_has_bf16
+from monet.seeding import gather_rng_states, offset_by_rank, restore_rank_state
 
 
 class GenerativeModule(L.LightningModule):
     """A family's base, and the contract that callbacks, `predict` and the benchmarks use.
 
-    Subclasses provide ``sample_noise`` (the inputs of a grid, of metrics and of `predict`) and
-    ``generate`` (those inputs to images in [-1, 1]); they say whether they translate (their
-    inputs are images, which metrics then score too) and whether sampling is iterative (then
-    ``generate(inputs, steps=N)`` samples in N network evaluations; a one-pass family ignores
-    `steps`). ``predict`` turns batches of per-image seeds (from the DataModule) into images,
-    so image i is the same whatever the batch size or the number of devices.
+    Subclasses provide ``sample_noise`` (a noise family's inputs) and ``generate`` (inputs to
+    images in [-1, 1]); they say whether they translate (their inputs are images, which metrics
+    then score too) and whether sampling is iterative (then ``generate(inputs, steps=N)``
+    samples in N network evaluations; a one-pass family ignores `steps`).
+    ``sample_inputs(n, generator, datamodule)`` draws the inputs of a grid or of metrics: noise,
+    or, for a translating family, images of the DataModule the caller passes in (the model
+    never looks the DataModule up). ``predict`` turns batches of per-image seeds (from the
+    DataModule) into images, so image i is the same whatever the batch size or the number of
+    devices. Batches reach the steps in the model's memory format (`channels_last`).
     """
 
     networks: tuple[str, ...] = ()  # attributes built for one image size
     averaged = ""  # the network that samples: `ema` averages it when the YAML has an EMA
-    ema: AveragedNetwork | None  # set by every family (a class default would hide the module)
+    ema: AveragedNetwork | None  # None unless a family builds one
     counters: tuple[str, ...] = ()  # int attributes saved in checkpoints for an exact resume
     channels_last = False  # NHWC activations: faster convolutions on GPUs and most CPUs
     compile = False  # torch.compile every network
     translates = False  # inputs are images to translate, not noise
     iterative = False  # sampling takes many network evaluations, set by `steps`
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.ema = None  # an instance attribute: a class default would hide the module
+
     def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def sample_inputs(
+        self, n: int, generator: torch.Generator | None = None, datamodule: Any = None
+    ) -> torch.Tensor:
+        """The inputs of `n` images of a grid or of metrics (CPU tensors): noise by default;
+        a translating family takes them from `datamodule` (the caller's)."""
+        return self.sample_noise(n, generator=generator)
 
     def generate(self, inputs: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         raise NotImplementedError
@@ -68,6 +81,11 @@ class GenerativeModule(L.LightningModule):
             self.ema.update(getattr(self, self.averaged), self.images_per_step(batch_size))
 
     def setup(self, stage: str) -> None:
+        # The DataModule moves, decodes and augments batches (`transfer_batch_to_device`); the
+        # model lays them out in its memory format (`on_after_batch_transfer`). Lightning calls
+        # each side's hook and warns that a model's batch hook beside a DataModule is unusual:
+        # here it is the design.
+        warnings.filterwarnings("ignore", "You have overridden `on_after_batch_transfer` in `L")
         check_sizes(self, *self.networks)
         if isinstance(self.trainer.strategy, FSDPStrategy | DeepSpeedStrategy):
             raise ConfigError(
@@ -77,12 +95,7 @@ class GenerativeModule(L.LightningModule):
                 "gradients, Adam state and EMA (about 1.5 GB); use --trainer.strategy ddp."
             )
         if stage == "fit" and self.trainer.world_size > 1:
-            # seed_everything gives every rank the same seed, so every rank would draw the same
-            # noise; offset the streams by rank (a resumed run then restores each rank's own).
-            seed = torch.initial_seed() + self.trainer.global_rank
-            torch.manual_seed(seed)
-            random.seed(seed)
-            np.random.seed(seed % 2**32)
+            offset_by_rank(self.trainer.global_rank)  # a resumed run restores each rank's own
 
     def on_fit_start(self) -> None:
         """Say what the optimizer really sees: the batch summed over devices and accumulation;
@@ -109,6 +122,17 @@ class GenerativeModule(L.LightningModule):
             logger.log_hyperparams(
                 {"effective_batch_size": effective, "world_size": trainer.world_size}
             )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Images (4-D tensors, alone or as a dict's values) in NHWC with `channels_last`;
+        anything else (`predict`'s seeds) as it is."""
+        if not self.channels_last:
+            return batch
+        if isinstance(batch, dict):
+            return {k: self.on_after_batch_transfer(v, dataloader_idx) for k, v in batch.items()}
+        if isinstance(batch, torch.Tensor) and batch.dim() == 4:
+            return batch.contiguous(memory_format=torch.channels_last)
+        return batch
 
     def compilable(self) -> tuple[str, ...]:
         """The networks `compile` may compile (a family may need to leave one out)."""
@@ -142,10 +166,7 @@ class GenerativeModule(L.LightningModule):
         upgrade_checkpoint(checkpoint, self.averaged)  # the EMA's keys before AveragedNetwork
         for name, value in checkpoint.get("counters", {}).items():
             setattr(self, name, value)
-        states = checkpoint.get("rng_states")
-        if states:  # this rank's stream, or rank 0's when the run had fewer ranks
-            rank = dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-            set_rng_state(states[rank if rank < len(states) else 0])
+        restore_rank_state(checkpoint.get("rng_states"))
 
 
 def check_range(key: str, value: float | None, low: float, high: float | None = None) -> None:
@@ -174,32 +195,3 @@ def check_sizes(module: L.LightningModule, *names: str) -> None:
                 f"model.{name} is built for {own} px but data.image_size={size}: set "
                 f"model.init_args.{name}.init_args.image_size={size}, or data.image_size={own}."
             )
-
-
-def rng_state() -> dict[str, Any]:
-    """Every random stream training draws from: noise, timesteps, dropout, DiffAugment."""
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    # plain types and tensors only: Lightning loads checkpoints with weights_only=True
-    numpy_state = (kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss)
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": numpy_state}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    kind, keys, pos, has_gauss, gauss = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def gather_rng_states() -> list[dict[str, Any]]:
-    """One state per rank (each rank draws its own noise), in rank order."""
-    if not (dist.is_available() and dist.is_initialized()):
-        return [rng_state()]
-    states: list[Any] = [None] * dist.get_world_size()
-    dist.all_gather_object(states, rng_state())
-    return states

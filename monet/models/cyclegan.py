@@ -11,16 +11,14 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from monet.data.datamodule import stream_seed
-from monet.diffusion.samplers import eval_mode
+from monet import seeding
 from monet.errors import ConfigError
-from monet.images import to_unit
 from monet.losses import GanLoss, critic_loss, cycle_loss, generator_loss, identity_loss
 from monet.models.adversarial import Adversarial
 from monet.models.common import check_range
 from monet.models.ema import EMA
 from monet.models.pool import ImagePool
-from monet.nets.common import dcgan_init
+from monet.nets.common import dcgan_init, eval_mode
 
 
 class LinearDecay(LambdaLR):
@@ -41,8 +39,9 @@ class CycleGAN(Adversarial):
     generators: adversarial + `cycle_weight` x cycle + `identity_weight` x `cycle_weight` x
     identity) and one discriminator step (both critics, on fakes from a history pool of
     `pool_size` images). The inverse generator and the photo critic are copies of the injected
-    networks with fresh weights. `sample_noise` draws photos and `generate` translates them, so
-    grids, metrics and ``predict`` work as for the other families.
+    networks with fresh weights. `sample_inputs` draws photos (from the DataModule the caller
+    passes) and `generate` translates them, so grids, metrics and ``predict`` work as for the
+    other families.
 
     Args:
         generator: photo -> Monet network, images in [-1, 1] to images in [-1, 1].
@@ -105,18 +104,15 @@ class CycleGAN(Adversarial):
         self.pools = {"monet": ImagePool(pool_size), "photo": ImagePool(pool_size)}
 
     # -- translating --------------------------------------------------------------------------
-    def sample_noise(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`n` photos of the data set (different ones for different generators), in [-1, 1]."""
-        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
-        if datamodule is None or not hasattr(datamodule, "photos"):
+    def sample_inputs(
+        self, n: int, generator: torch.Generator | None = None, datamodule: Any = None
+    ) -> torch.Tensor:
+        """`n` photos of `datamodule` (different ones for different generators), in [-1, 1]."""
+        if datamodule is None:
             raise ConfigError(
                 "CycleGAN translates photos: use data.class_path monet.data.UnpairedDataModule."
             )
-        photos = datamodule.photos()
-        index = torch.randperm(len(photos), generator=generator)[:n]
-        if n > len(photos):  # fewer photos than asked: repeat them
-            index = index.repeat(-(-n // len(photos)))[:n]
-        return to_unit(photos[index])
+        return datamodule.sample_photos(n, generator=generator)
 
     def grid_images(self, photos: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Photo, painting, photo, painting, ...: each translation beside its photo."""
@@ -134,6 +130,11 @@ class CycleGAN(Adversarial):
         return self.two_optimizers(paper, generators, critics)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if not isinstance(batch, dict):
+            raise ConfigError(
+                "CycleGAN trains on painting/photo pairs: use data.class_path "
+                "monet.data.UnpairedDataModule."
+            )
         monet, photo = batch["monet"], batch["photo"]
         opt_g, opt_c = self.optimizers()
         G, F = self.generator, self.inverse
@@ -156,7 +157,7 @@ class CycleGAN(Adversarial):
         self.generator_stepped(len(photo))
 
         self.toggle_optimizer(opt_c)
-        pool_gen = torch.Generator().manual_seed(stream_seed(self.global_step, self.global_rank))
+        pool_gen = seeding.generator(self.global_step, self.global_rank)
         old_monet = self.pools["monet"].query(fake_monet.detach(), pool_gen)
         old_photo = self.pools["photo"].query(fake_photo.detach(), pool_gen)
         D, D_photo = self.critic, self.photo_critic

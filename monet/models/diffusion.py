@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import zlib
 from typing import Any, Literal
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from monet import seeding
 from monet.diffusion import GaussianDiffusion, sample
 from monet.models.common import GenerativeModule, build_optimizer, check_range
 from monet.models.ema import EMA, AveragedNetwork
-
-
-def seed_of(x: torch.Tensor) -> int:
-    """A seed from a tensor's bytes: the same x always seeds the same stream."""
-    return zlib.crc32(x.float().contiguous().numpy().tobytes())
-
 
 DEFAULT_EMA = EMA(half_life=18_000, rampup=0.05)  # 0.995 a step at batch 128, with a ramp-up
 
@@ -97,7 +91,7 @@ class Diffusion(GenerativeModule):
         """
         sampler = "ddim" if steps else self.sampler
         steps = None if sampler == "ddpm" else steps or self.sampling_steps
-        generators = [torch.Generator().manual_seed(seed_of(x)) for x in noise.cpu()]
+        generators = [torch.Generator().manual_seed(seeding.tensor_seed(x)) for x in noise.cpu()]
         trainer = self._trainer  # SIGTERM (Lightning's flag) stops sampling between two steps
         x = sample(
             self.process,
@@ -129,7 +123,7 @@ class Diffusion(GenerativeModule):
 
     def validation_step(self, x0: torch.Tensor, batch_idx: int) -> None:
         # The same t and noise for a batch every time, so val/loss moves only with the weights.
-        gen = torch.Generator(device=self.device).manual_seed(batch_idx)
+        gen = seeding.generator(batch_idx, device=self.device)
         t = torch.randint(0, self.process.timesteps, (len(x0),), generator=gen, device=self.device)
         noise = torch.randn(x0.shape, generator=gen, device=self.device)
         loss = self.process.loss(self.sampling_net, x0, t, noise)

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from monet import seeding
 from monet.errors import ConfigError
 
 
@@ -216,7 +217,7 @@ def standing_stats_(
         m.reset_running_stats()
         m.momentum = None
     net.train()
-    gen = torch.Generator().manual_seed(0)
+    gen = seeding.generator(0)
     try:
         for _ in range(batches):
             net(inputs(gen))

@@ -9,6 +9,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from monet import seeding
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
@@ -168,7 +169,7 @@ class GAN(Adversarial):
             self.untoggle_optimizer(opt_g)
 
     def validation_step(self, real: torch.Tensor, batch_idx: int) -> None:
-        gen = torch.Generator().manual_seed(batch_idx)  # the training RNG stream stays untouched
+        gen = seeding.generator(batch_idx)  # the training RNG stream stays untouched
         fake = self.generate(self.sample_noise(len(real), generator=gen))
         gap = self.critic(real).mean() - self.critic(fake).mean()
         self.log("val/wasserstein", gap, prog_bar=True, sync_dist=True)
@@ -180,7 +181,7 @@ class GAN(Adversarial):
         real, self._real_sample = self._real_sample, None
         if self.diversity_samples < 2 or real is None or len(real) < 2:
             return
-        gen = torch.Generator().manual_seed(0)
+        gen = seeding.generator(0)
         fake = self.generate(self.sample_noise(self.diversity_samples, generator=gen))
         d_fake, d_real = diversity(fake), diversity(real)
         self.log_dict(

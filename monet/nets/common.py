@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +22,18 @@ def check_image_size(name: str, image_size: int, sizes: tuple[int, ...]) -> int:
             f"{', '.join(map(str, sizes))} (and the same data.image_size)."
         )
     return int(math.log2(image_size))
+
+
+@contextmanager
+def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
+    """Put `net` in eval mode and give every submodule back its own mode afterwards."""
+    modes = [(m, m.training) for m in net.modules()]
+    net.eval()
+    try:
+        yield net
+    finally:
+        for m, mode in modes:  # parents come first, so each module ends with its own mode
+            m.train(mode)
 
 
 def dcgan_init(module: nn.Module) -> None:
