@@ -10,12 +10,12 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from monet.diffaugment import diff_augment, parse_policy
 from monet.diffusion.samplers import eval_mode
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
 from monet.models.common import GenerativeModule, build_optimizer, check_range
+from monet.models.diffaugment import diff_augment, parse_policy
 from monet.models.ema import EMA, standing_stats_, step_ema_
 from monet.nets.common import spectral_norm_all
 
