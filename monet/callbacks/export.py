@@ -1,4 +1,5 @@
-"""Writing the images `predict` generates: a folder of PNG/JPEG files, or a Kaggle images.zip."""
+"""Writing the images `predict` generates: a folder of PNG/JPEG files, or a Kaggle images.zip
+(written and checked by monet/callbacks/submission.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
+from monet.callbacks.submission import write_submission
 from monet.data.sources import IMAGE_SUFFIXES
 from monet.errors import ConfigError, Interrupted, MonetError
 from monet.images import to_uint8
@@ -223,8 +225,6 @@ class ImageExport(BasePredictionWriter):
         self.write_zip(trainer, images[order][first])
 
     def write_zip(self, trainer: L.Trainer, images: torch.Tensor) -> None:
-        from monet.export import write_submission
-
         training = self._training_images(trainer)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         result = write_submission(
