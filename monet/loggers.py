@@ -9,7 +9,7 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from monet.network import reachable
+from monet.connectivity import reachable
 
 
 def wandb_can_sync(host: str = "api.wandb.ai", timeout: float = 2.0) -> bool:

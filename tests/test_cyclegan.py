@@ -14,10 +14,10 @@ from conftest import ROOT, jpeg_bytes, random_images, shrink_nets, small, write_
 from PIL import Image
 
 from monet.__main__ import cli_main
+from monet.callbacks.submission import check_submission
 from monet.data import Augment, FiveCrop, UnpairedDataModule
 from monet.data.augment import resize_square
 from monet.errors import ConfigError
-from monet.export import check_submission
 from monet.images import to_unit
 from monet.models import CycleGAN, LinearDecay
 from monet.nets import PatchDiscriminator, ResnetGenerator

@@ -7,11 +7,11 @@ import torch
 from conftest import quick_fit
 from test_losses import Linear, Quadratic
 
-from monet import diffaugment as da
 from monet.errors import ConfigError
 from monet.losses import r1_penalty
 from monet.metrics import diversity
 from monet.models import GAN
+from monet.models import diffaugment as da
 from monet.models.ema import EMA
 from monet.nets import DCGANDiscriminator, DCGANGenerator, WGANCritic, WGANGenerator
 from monet.nets.common import spectral_norm_all

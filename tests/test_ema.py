@@ -140,7 +140,7 @@ def test_standing_statistics_are_refused_in_one_place_for_families_without_noise
     settings = EMA(buffers="standing")
     with pytest.raises(ConfigError, match="only a noise-to-image generator takes"):
         if family == "diffusion":
-            Diffusion(SimpleUnet(image_size=32, down_channels=(8, 16)), ema=settings)
+            Diffusion(SimpleUnet(image_size=32, dim=8, dim_mults=(1, 2)), ema=settings)
         else:
             CycleGAN(
                 ResnetGenerator(4, 1, image_size=32),
@@ -196,7 +196,7 @@ def test_a_gan_checkpoint_from_before_loads_with_its_ema_and_clock():
 
 
 def test_a_diffusion_checkpoint_from_before_loads_with_its_ema_and_clock():
-    make = lambda: Diffusion(SimpleUnet(image_size=32, down_channels=(8, 16)))  # noqa: E731
+    make = lambda: Diffusion(SimpleUnet(image_size=32, dim=8, dim_mults=(1, 2)))  # noqa: E731
     model = make()
     ckpt = old_checkpoint(model, "ema.", 5)
     again = make()

@@ -15,9 +15,9 @@ from PIL import Image
 
 from monet.callbacks import ImageExport
 from monet.callbacks.export import output_names
+from monet.callbacks.submission import check_submission, write_submission
 from monet.data import MonetDataModule
 from monet.errors import ConfigError, DataError
-from monet.export import check_submission, write_submission
 
 SMALL = (5, 12)  # a small count range, so most tests write a handful of images
 

@@ -385,7 +385,7 @@ def test_the_network_probe_gives_up_after_its_timeout(monkeypatch):
     is still blocked."""
     import socket
 
-    from monet.network import reachable
+    from monet.connectivity import reachable
 
     blocked, release = threading.Event(), threading.Event()
 

@@ -1,12 +1,22 @@
-"""GAN networks: shapes at every size and a clear error at sizes that cannot work."""
+"""GAN networks: shapes at every size; every network's image size checked by one rule, one line."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from monet.data import MonetDataModule
 from monet.errors import ConfigError
-from monet.nets import FastGANDiscriminator, FastGANGenerator, WGANCritic, WGANGenerator
+from monet.nets import (
+    FastGANDiscriminator,
+    FastGANGenerator,
+    LibUnet,
+    ResnetGenerator,
+    SimpleUnet,
+    WGANCritic,
+    WGANGenerator,
+)
+from monet.nets.common import check_image_size
 from monet.nets.fastgan import SkipExcitation
 
 
@@ -69,3 +79,34 @@ def test_skip_excitation_gates_channels_from_the_small_map():
     per_channel = out[:, :, :1, :1]
     assert torch.equal(out, per_channel.expand_as(out))  # one gate per channel
     assert ((out > 0) & (out < 1)).all()
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: WGANGenerator(image_size=48), r"WGANGenerator .* image_size=48: use one of 32"),
+        (
+            lambda: SimpleUnet(image_size=40),
+            r"SimpleUnet .* image_size=40: it halves the image 4 times, so use a multiple of 16 ",
+        ),
+        (lambda: LibUnet(image_size=12.0), r"LibUnet .* image_size=12.0: .* multiple of 8 "),
+        (lambda: ResnetGenerator(image_size=30), r"image_size=30: .* multiple of 4 that is at le"),
+        (lambda: MonetDataModule(image_size=4), r"data.image_size=4: use a side that is at le"),
+    ],
+)
+def test_one_image_size_rule_names_the_key_and_the_fix(build, message):
+    """Every network and the data module check the side with `check_image_size`: one line."""
+    with pytest.raises(ConfigError, match=message) as err:
+        build()
+    assert "\n" not in str(err.value) and str(err.value).endswith(".")
+    assert ("and the same data.image_size" in str(err.value)) != ("data.image" in message)
+
+
+def test_check_image_size_accepts_what_it_names():
+    check_image_size("x", 48, multiple_of=16)
+    check_image_size("x", 36, multiple_of=4, at_least=32)
+    check_image_size("x", 64, sizes=(32, 64))
+    with pytest.raises(ConfigError, match="such as 1024"):
+        check_image_size("x", 512, multiple_of=1024)
+    with pytest.raises(ConfigError):
+        check_image_size("x", True, multiple_of=1)

@@ -36,12 +36,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def tiny(kind: str, size: int) -> nn.Module:
     if kind == "simple":
-        return SimpleUnet(size, down_channels=(8, 8, 16, 16, 16), time_emb_dim=8)
+        return SimpleUnet(size, dim=8, dim_mults=(1, 1, 2, 2, 2), time_emb_dim=8)
     if kind == "attn":  # full-resolution attention at 128+ px costs seconds even this narrow
         return AttnUnet(
             size,
-            base=4,
-            channel_mults=(1, 2, 2, 4, 4),
+            dim=4,
+            dim_mults=(1, 2, 2, 4, 4),
             time_emb_dim=8,
             heads=2,
             attn_max_size=None if size <= 64 else 32,

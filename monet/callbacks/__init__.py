@@ -1,4 +1,5 @@
 from monet.callbacks.checkpoint import LastCheckpoint
+from monet.callbacks.config import SaveConfig
 from monet.callbacks.curves import LossCurves
 from monet.callbacks.export import ImageExport
 from monet.callbacks.guard import NonFiniteGuard, TrainingDiverged
@@ -12,5 +13,6 @@ __all__ = [
     "LossCurves",
     "NonFiniteGuard",
     "SampleGrid",
+    "SaveConfig",
     "TrainingDiverged",
 ]

@@ -1,4 +1,5 @@
-"""Writing the images `predict` generates: a folder of PNG/JPEG files, or a Kaggle images.zip."""
+"""Writing the images `predict` generates: a folder of PNG/JPEG files, or a Kaggle images.zip
+(written and checked by monet/callbacks/submission.py)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,14 @@ from typing import Any, Literal
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
+from monet.callbacks.submission import write_submission
 from monet.data.sources import IMAGE_SUFFIXES
 from monet.errors import ConfigError, Interrupted, MonetError
-from monet.images import to_uint8
-
-
-def resized_uint8(images: torch.Tensor, size: int | None) -> torch.Tensor:
-    """[-1, 1] float (B, 3, h, w) -> uint8 (B, 3, size, size) on the CPU, upsampled bicubically."""
-    images = images.float()
-    if size is not None and images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
-    return to_uint8(images).cpu()
+from monet.images import resize, to_uint8
 
 
 def output_names(names: list[str], suffix: str) -> list[str]:
@@ -160,9 +153,9 @@ class ImageExport(BasePredictionWriter):
     ) -> None:
         index = torch.as_tensor(list(batch_indices))
         if self.kaggle:  # kept at the model's size: 7,000 x 3 x 64 x 64 is 86 MB
-            self.parts.append((index, resized_uint8(prediction, None)))
+            self.parts.append((index, to_uint8(prediction).cpu()))  # resized as it is zipped
         else:
-            self.write_files(index.tolist(), resized_uint8(prediction, self.size))
+            self.write_files(index.tolist(), to_uint8(resize(prediction, self.size)).cpu())
         self.done += len(index) * trainer.world_size
         if time.monotonic() - self._reported > self.report_seconds:
             self._reported = time.monotonic()
@@ -223,8 +216,6 @@ class ImageExport(BasePredictionWriter):
         self.write_zip(trainer, images[order][first])
 
     def write_zip(self, trainer: L.Trainer, images: torch.Tensor) -> None:
-        from monet.export import write_submission
-
         training = self._training_images(trainer)
         self.output.parent.mkdir(parents=True, exist_ok=True)
         result = write_submission(

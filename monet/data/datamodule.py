@@ -18,6 +18,7 @@ from monet.data.augment import Augment, augment_batch_, preprocess
 from monet.data.sources import find_files, read_images
 from monet.errors import ConfigError
 from monet.images import to_unit
+from monet.nets.common import check_image_size
 
 
 class _Images(Dataset):
@@ -102,8 +103,7 @@ class MonetDataModule(L.LightningDataModule):
         predict_seed: int = 0,
     ) -> None:
         super().__init__()
-        if image_size < 8:
-            raise ConfigError(f"data.image_size={image_size} is too small: use 32 or more.")
+        check_image_size("MonetDataModule", image_size, at_least=8, key="data.image_size")
         if batch_size < 1:
             raise ConfigError(f"data.batch_size={batch_size} must be at least 1.")
         self.root, self.domain, self.format, self.files = root, domain, format, files

@@ -9,8 +9,8 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from monet.diffaugment import diff_augment, parse_policy
 from monet.models.common import GenerativeModule, build_optimizer
+from monet.models.diffaugment import diff_augment, parse_policy
 from monet.models.ema import EMA, AveragedNetwork
 from monet.nets.common import eval_mode
 

@@ -14,14 +14,44 @@ from torch import Tensor, nn
 from monet.errors import ConfigError
 
 
-def check_image_size(name: str, image_size: int, sizes: tuple[int, ...]) -> int:
-    """Fail at construction, naming the value and the sizes that work."""
-    if image_size not in sizes:
-        raise ConfigError(
-            f"{name} cannot work at image_size={image_size}: use one of "
-            f"{', '.join(map(str, sizes))} (and the same data.image_size)."
-        )
-    return int(math.log2(image_size))
+def check_image_size(
+    name: str,
+    image_size: int,
+    *,
+    sizes: tuple[int, ...] | None = None,
+    multiple_of: int = 1,
+    at_least: int = 1,
+    key: str = "image_size",
+) -> None:
+    """The one image-size rule: fail at construction with one line naming the key and the fix.
+
+    `sizes`: the only sides a network built stage by stage produces. Otherwise any multiple of
+    `multiple_of` (2**k for a network that halves the image k times) of at least `at_least`.
+    A network's message (`key` "image_size") adds that data.image_size must agree.
+    """
+    whole = isinstance(image_size, int) and not isinstance(image_size, bool)
+    if sizes is not None:
+        if whole and image_size in sizes:
+            return
+        fix = f"use one of {', '.join(map(str, sizes))}"
+    else:
+        low = max(at_least, multiple_of)
+        if whole and image_size >= low and image_size % multiple_of == 0:
+            return
+        examples = [s for s in (32, 64, 128, 256) if s >= low and s % multiple_of == 0]
+        examples = examples or [-(-low // multiple_of) * multiple_of]
+        halvings = int(math.log2(multiple_of)) if multiple_of > 1 else 0
+        if 2**halvings == multiple_of and halvings:
+            fix = f"it halves the image {halvings} times, so use a multiple of {multiple_of}"
+        elif multiple_of > 1:
+            fix = f"use a multiple of {multiple_of}"
+        else:
+            fix = "use a side"
+        if at_least > multiple_of:
+            fix += f" that is at least {at_least},"
+        fix += f" such as {', '.join(map(str, examples))}"
+    same = " (and the same data.image_size)" if key == "image_size" else ""
+    raise ConfigError(f"{name} cannot work at {key}={image_size}: {fix}{same}.")
 
 
 @contextmanager

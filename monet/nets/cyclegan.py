@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from monet.errors import ConfigError
-from monet.nets.common import dcgan_init
+from monet.nets.common import check_image_size, dcgan_init
 
 
 def _norm(channels: int) -> nn.InstanceNorm2d:
@@ -58,11 +58,7 @@ class ResnetGenerator(nn.Module):
         upsample: Literal["transposed", "nearest"] = "transposed",
     ) -> None:
         super().__init__()
-        if image_size < 32 or image_size % 4:
-            raise ConfigError(
-                f"ResnetGenerator cannot work at image_size={image_size}: use a multiple of 4 "
-                f"that is at least 32 (and the same data.image_size)."
-            )
+        check_image_size("ResnetGenerator", image_size, multiple_of=4, at_least=32)
         if upsample not in ("transposed", "nearest"):
             raise ConfigError(f"ResnetGenerator upsample={upsample!r}: use transposed or nearest.")
         self.image_size = image_size

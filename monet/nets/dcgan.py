@@ -9,6 +9,8 @@ the second, LeakyReLU 0.2, Dropout 0.3, Linear to one logit (no sigmoid: the los
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -28,7 +30,8 @@ class DCGANGenerator(nn.Module):
         widths: tuple[int, ...] = (512, 256, 128, 64, 32),
     ) -> None:
         super().__init__()
-        n_up = check_image_size("DCGANGenerator", image_size, SIZES) - 4  # 16 px -> S
+        check_image_size("DCGANGenerator", image_size, sizes=SIZES)
+        n_up = int(math.log2(image_size)) - 4  # 16 px -> S
         if len(widths) < n_up + 1:
             raise ValueError(f"DCGANGenerator needs {n_up + 1} widths at {image_size} px.")
         self.latent_dim, self.image_size, self.start = latent_dim, image_size, widths[0]
@@ -58,7 +61,7 @@ class DCGANDiscriminator(nn.Module):
         dropout: float = 0.3,
     ) -> None:
         super().__init__()
-        check_image_size("DCGANDiscriminator", image_size, SIZES)
+        check_image_size("DCGANDiscriminator", image_size, sizes=SIZES)
         self.image_size = image_size
         layers: list[nn.Module] = []
         c_in = channels

@@ -13,6 +13,8 @@ adds spectral normalisation to every layer), down to 4x4 and one score per image
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -62,7 +64,8 @@ class FastGANGenerator(nn.Module):
         skip_excitation: bool = True,
     ) -> None:
         super().__init__()
-        n_up = check_image_size("FastGANGenerator", image_size, SIZES) - 2  # 4 px -> S
+        check_image_size("FastGANGenerator", image_size, sizes=SIZES)
+        n_up = int(math.log2(image_size)) - 2  # 4 px -> S
         self.latent_dim, self.image_size = latent_dim, image_size
         widths = [max(features * 8 >> i, features // 2) for i in range(n_up + 1)]
         self.init = nn.Sequential(
@@ -96,7 +99,8 @@ class FastGANDiscriminator(nn.Module):
 
     def __init__(self, features: int = 32, image_size: int = 64, channels: int = 3) -> None:
         super().__init__()
-        n_down = check_image_size("FastGANDiscriminator", image_size, SIZES) - 2  # S -> 4 px
+        check_image_size("FastGANDiscriminator", image_size, sizes=SIZES)
+        n_down = int(math.log2(image_size)) - 2  # S -> 4 px
         self.image_size = image_size
         widths = [channels] + [min(features << i, features * 8) for i in range(n_down)]
         layers: list[nn.Module] = []

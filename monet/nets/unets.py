@@ -6,6 +6,9 @@
   GroupNorm and time scale-shift, linear attention, full attention at the bottleneck), written
   here for speed: channels-last activations, fused attention kernels, fewer passes over memory.
 
+All three name their widths as lucidrains' `Unet` does: level i (at 1/2**i of the image side)
+has `dim * dim_mults[i]` channels, so `len(dim_mults) - 1` halvings.
+
 What each network predicts (noise, x0 or v) is the diffusion process's business, not theirs.
 """
 
@@ -18,18 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from monet.errors import ConfigError
-from monet.nets.common import emulated_bf16_autocast
-
-
-def check_divisible_size(name: str, image_size: int, factor: int) -> None:
-    """Fail at construction, naming the value and the sizes that work."""
-    if not isinstance(image_size, int) or image_size < factor or image_size % factor:
-        examples = ", ".join(str(s) for s in (32, 64, 128, 256) if s % factor == 0)
-        raise ConfigError(
-            f"{name} cannot work at image_size={image_size}: it halves the image "
-            f"{int(math.log2(factor))} times, so use a multiple of {factor} such as {examples} "
-            "(and the same data.image_size)."
-        )
+from monet.nets.common import check_image_size, emulated_bf16_autocast
 
 
 def check_input(name: str, x: Tensor, factor: int) -> None:
@@ -97,13 +89,15 @@ class SimpleUnet(nn.Module):
         self,
         image_size: int = 64,
         channels: int = 3,
-        down_channels: tuple[int, ...] = (64, 128, 256, 512, 1024),
+        dim: int = 64,
+        dim_mults: tuple[int, ...] = (1, 2, 4, 8, 16),
         time_emb_dim: int = 32,
     ) -> None:
         super().__init__()
-        self.factor = 2 ** (len(down_channels) - 1)
-        check_divisible_size("SimpleUnet", image_size, self.factor)
+        self.factor = 2 ** (len(dim_mults) - 1)
+        check_image_size("SimpleUnet", image_size, multiple_of=self.factor)
         self.image_size, self.channels = image_size, channels
+        down_channels = tuple(dim * m for m in dim_mults)
         up_channels = tuple(reversed(down_channels))
         self.time_mlp = nn.Sequential(
             SinusoidalPositionEmbeddings(time_emb_dim),
@@ -181,17 +175,17 @@ class AttnUnet(nn.Module):
         self,
         image_size: int = 64,
         channels: int = 3,
-        base: int = 64,
-        channel_mults: tuple[int, ...] = (1, 2, 4, 8, 16),
+        dim: int = 64,
+        dim_mults: tuple[int, ...] = (1, 2, 4, 8, 16),
         time_emb_dim: int = 32,
         heads: int = 4,
         attn_max_size: int | None = None,
     ) -> None:
         super().__init__()
-        self.factor = 2 ** (len(channel_mults) - 1)
-        check_divisible_size("AttnUnet", image_size, self.factor)
+        self.factor = 2 ** (len(dim_mults) - 1)
+        check_image_size("AttnUnet", image_size, multiple_of=self.factor)
         self.image_size, self.channels = image_size, channels
-        widths = [base * m for m in channel_mults]
+        widths = [dim * m for m in dim_mults]
         sizes = [image_size // 2**i for i in range(len(widths))]  # side length at each width
 
         def attention(width: int, size: int) -> nn.Module:
@@ -432,7 +426,7 @@ class LibUnet(nn.Module):
     ) -> None:
         super().__init__()
         self.factor = 2 ** (len(dim_mults) - 1)
-        check_divisible_size("LibUnet", image_size, self.factor)
+        check_image_size("LibUnet", image_size, multiple_of=self.factor)
         self.image_size, self.channels, self.channels_last = image_size, channels, channels_last
         self.fp32_if_bf16_emulated = fp32_if_bf16_emulated
         dims = [dim, *(dim * m for m in dim_mults)]

@@ -8,6 +8,7 @@ one block.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -38,7 +39,8 @@ class WGANGenerator(nn.Module):
         upsample: Literal["transposed", "nearest"] = "transposed",
     ) -> None:
         super().__init__()
-        n_up = check_image_size("WGANGenerator", image_size, SIZES) - 3  # 4 px -> S/2
+        check_image_size("WGANGenerator", image_size, sizes=SIZES)
+        n_up = int(math.log2(image_size)) - 3  # 4 px -> S/2
         self.latent_dim, self.image_size = latent_dim, image_size
         widths = [max(features * 16 >> i, features // 2) for i in range(n_up + 1)]
         layers = [
@@ -69,7 +71,8 @@ class WGANCritic(nn.Module):
 
     def __init__(self, features: int = 64, image_size: int = 64, channels: int = 3) -> None:
         super().__init__()
-        n_down = check_image_size("WGANCritic", image_size, SIZES) - 2  # S -> 4 px
+        check_image_size("WGANCritic", image_size, sizes=SIZES)
+        n_down = int(math.log2(image_size)) - 2  # S -> 4 px
         self.image_size = image_size
         widths = [min(features << i, features * 16) for i in range(n_down)]
         layers = [nn.Conv2d(channels, widths[0], 4, 2, 1), nn.LeakyReLU(0.2)]

@@ -1,4 +1,5 @@
-"""The one network probe: W&B's sync and the Inception download ask it before they try."""
+"""The one connectivity probe (TCP, not a neural network): W&B's sync and the Inception download
+ask it before they try."""
 
 from __future__ import annotations
 

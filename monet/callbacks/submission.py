@@ -1,9 +1,10 @@
 """The Kaggle submission: `images.zip` of 7,000-10,000 JPEGs of 256x256 RGB.
 
 "I'm Something of a Painter Myself" scores a zip of 7,000 to 10,000 256x256 RGB JPEG images with
-MiFID. `write_submission` streams batches of generated images into such a zip (upsampling
-smaller ones), checks the format as it goes and before the file appears, and never leaves a half
-written zip behind; `check_submission` re-opens a zip and verifies it.
+MiFID. `write_submission` streams batches of generated images into such a zip (resizing others
+with `monet.images.resize`, as `ImageExport` does a folder's), checks the format as it goes and
+before the file appears, and never leaves a half written zip behind; `check_submission` re-opens
+a zip and verifies it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from PIL import Image
 from torch import Tensor
 
 from monet.errors import DataError
-from monet.images import to_uint8
+from monet.images import resize, to_uint8, to_unit
 from monet.metrics.memorization import (
     EMBED_SIZE,
     NEAR_COPY_THRESHOLD,
@@ -55,8 +56,8 @@ def _check_count(n: int, count_range: tuple[int, int], what: str) -> None:
         )
 
 
-def _hwc_arrays(batch: Tensor, index: int) -> np.ndarray:
-    """(B, 3, H, W) floats in [-1, 1] or uint8 -> (B, H, W, 3) uint8, with format checks."""
+def _checked_uint8(batch: Tensor, index: int) -> Tensor:
+    """(B, 3, H, W) floats in [-1, 1] or uint8 -> uint8 on the CPU, with format checks."""
     if batch.ndim != 4 or batch.shape[1] != 3:
         raise DataError(
             f"batch {index}: shape {tuple(batch.shape)}; expected (B, 3, H, W) RGB images "
@@ -78,16 +79,19 @@ def _hwc_arrays(batch: Tensor, index: int) -> np.ndarray:
                 "[-1, 1] (or a uint8 tensor in [0, 255])."
             )
         batch = to_uint8(batch)
-    return batch.permute(0, 2, 3, 1).contiguous().numpy()
+    return batch
 
 
-def _encode(array: np.ndarray, size: int, quality: int) -> bytes:
-    image = Image.fromarray(array, "RGB")
-    if image.size != (size, size):
-        # Bicubic; PIL widens the kernel when shrinking, so downscaling is antialiased too.
-        image = image.resize((size, size), Image.Resampling.BICUBIC)
+def _hwc_arrays(images: Tensor, size: int) -> np.ndarray:
+    """uint8 (B, 3, s, s) -> (B, size, size, 3) uint8, through the export's one resize."""
+    if images.shape[-1] != size:
+        images = to_uint8(resize(to_unit(images), size))
+    return images.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def _encode(array: np.ndarray, quality: int) -> bytes:
     buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=quality)
+    Image.fromarray(array, "RGB").save(buf, "JPEG", quality=quality)
     return buf.getvalue()
 
 
@@ -108,7 +112,8 @@ def write_submission(
     """Write generated images as `0.jpg` ... `{N-1}.jpg` (256x256 RGB JPEG) into a zip.
 
     `images` is a (N, 3, H, W) tensor or an iterable of such batches, floats in [-1, 1] or
-    uint8; square images of another size are resized (bicubic). The number of images must lie in
+    uint8; square images of another size are resized (`monet.images.resize`: bicubic,
+    antialiased). The number of images must lie in
     `count_range` (Kaggle: 7,000-10,000): a tensor, or an iterator with `count` given, is checked
     before anything is written; otherwise the count is checked before the zip is moved into
     place. The zip is written to a temporary file beside `path` and renamed at the end, so a
@@ -123,7 +128,7 @@ def write_submission(
         if count is not None and count != len(images):
             raise DataError(f"count={count} but the tensor holds {len(images)} images.")
         count = len(images)
-        images = images.split(256)
+        images = images.split(64)  # resized 64 at a time: 50 MB of floats at 256 px
     elif count is not None:
         _check_count(count, count_range, f"write_submission({path}, count={count})")
     if not 1 <= quality <= 100:
@@ -149,18 +154,18 @@ def write_submission(
             ThreadPoolExecutor(workers or min(8, os.cpu_count() or 1)) as pool,
         ):
             for index, batch in enumerate(images):
-                arrays = _hwc_arrays(batch, index)
-                if n + len(arrays) > hi or (count is not None and n + len(arrays) > count):
+                batch = _checked_uint8(batch, index)
+                if n + len(batch) > hi or (count is not None and n + len(batch) > count):
                     limit = hi if count is None else min(count, hi)
                     raise DataError(
                         f"write_submission({path}): more than {limit:,} images arrived "
                         f"(count={count}, Kaggle maximum {hi:,}); stop the iterator earlier."
                     )
                 if training is not None:
-                    x = torch.from_numpy(arrays).permute(0, 3, 1, 2).float() / 127.5 - 1
-                    small.append(F.adaptive_avg_pool2d(x, EMBED_SIZE))
+                    small.append(F.adaptive_avg_pool2d(to_unit(batch), EMBED_SIZE))
+                arrays = _hwc_arrays(batch, size)
                 # JPEG encoding (in PIL's C code, outside the GIL) runs on several threads.
-                for data in pool.map(lambda a: _encode(a, size, quality), arrays):
+                for data in pool.map(lambda a: _encode(a, quality), arrays):
                     zf.writestr(f"{n}.jpg", data)
                     n += 1
                 if bar is not None:

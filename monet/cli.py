@@ -1,0 +1,253 @@
+"""The command line: `python -m monet fit --config configs/wgan_gp.yaml` (monet/__main__.py).
+
+`MonetCLI` is Lightning's CLI with one-line errors (a config file, a key, a checkpoint of another
+model: what is wrong and the fix, before anything is built) and `data.image_size` linked into
+every network. `main` turns those errors into exit code 2 and SIGTERM into 143.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from monet.callbacks import EvalMetrics, ImageExport
+from monet.callbacks.config import SaveConfig, model_info
+from monet.cli_errors import check_config_file, config_paths, one_line
+from monet.data import MonetDataModule
+from monet.errors import ConfigError, Interrupted, MonetError
+from monet.malloc import keep_freed_memory
+from monet.models.common import GenerativeModule
+from monet.models.ema import upgrade_checkpoint
+from monet.rundir import run_dir
+
+
+def describe(info: dict[str, Any]) -> str:
+    """'a GAN (FastGANGenerator, 64 px)' from what `model_info` gives (parts may be missing)."""
+    size = f"{info['image_size']} px" if info.get("image_size") else None
+    details = ", ".join(str(d) for d in (info.get("network"), size) if d)
+    return f"a {info.get('family')}" + (f" ({details})" if details else "")
+
+
+def refuse_other_model(path: Path, held: dict[str, Any], asked: dict[str, Any], by: str) -> None:
+    """One line when checkpoint `path` holds another family, network or size than `asked`."""
+    if any(held.get(k) and asked.get(k) and held[k] != asked[k] for k in asked):
+        raise ConfigError(
+            f"{path} holds {describe(held)}; {by} builds {describe(asked)}. Use the config "
+            "(and --data.image_size) it was trained with, or a checkpoint of this config."
+        )
+
+
+class MonetParser(LightningArgumentParser):
+    """Parse errors as one `monet: error:` line naming the key and the fix, without usage."""
+
+    def error(self, message: str, ex: Exception | None = None):
+        if not self.exit_on_error:  # jsonargparse trying alternatives: it catches these
+            super().error(message, ex)
+        raise ConfigError(one_line(message))
+
+
+class MonetCLI(LightningCLI):
+    """LightningCLI whose networks take their image size from `data.image_size`."""
+
+    NETWORK_KEYS = ("generator", "critic", "denoiser")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, parser_class=MonetParser, **kwargs)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Config files first: a YAML error names the file, line and column."""
+        given = sys.argv[1:] if args is None else args
+        if isinstance(given, list):
+            for path in config_paths(given):
+                check_config_file(path)
+        super().parse_arguments(parser, args)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        # One source of truth: a link for each network slot the families have; a slot the
+        # chosen model lacks is skipped, so every family shares this CLI.
+        for key in self.NETWORK_KEYS:
+            parser.link_arguments(
+                "data.init_args.image_size", f"model.init_args.{key}.init_args.image_size"
+            )
+        # `predict --export.output images.zip` (a Kaggle submission) or a folder of images
+        parser.add_class_arguments(ImageExport, "export")
+        parser.add_argument(
+            "--inception",
+            type=bool,
+            default=True,
+            help="false: no Inception metrics (FID, KID, MiFID) for any config, no weights "
+            "needed; SWD and near-copies still run and pick the best checkpoint",
+        )
+
+    def _parse_ckpt_path(self) -> None:
+        """Lightning builds the model from the checkpoint's hyperparameters while parsing: check
+        first that the checkpoint is readable and of the family, network and size asked for."""
+        subcommand = self.config.get("subcommand")
+        path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if path not in (None, "last"):
+            held = checkpoint_info(read_checkpoint(Path(path)))
+            config = self.config[subcommand]
+            configs = [str(c) for c in config.get("config") or []]
+            by = configs[-1] if configs else "this config"
+            refuse_other_model(Path(path), held, self._asked(config), by)
+        super()._parse_ckpt_path()
+
+    def _asked(self, config: Any) -> dict[str, Any]:
+        """The family, main network and image size a parsed (not built) config asks for."""
+        model, data = config.get("model"), config.get("data")
+        init = (model.get("init_args") if model is not None else None) or {}
+        net = next((init.get(k) for k in ("generator", "denoiser") if init.get(k)), None)
+        size = (data.get("init_args") or {}).get("image_size") if data is not None else None
+
+        def name(spec: Any) -> str | None:
+            path = spec.get("class_path") if hasattr(spec, "get") else None
+            return str(path).rsplit(".", 1)[-1] if path else None
+
+        return {"family": name(model), "network": name(net), "image_size": size}
+
+    def resolve_last_checkpoint(self) -> None:
+        """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions, or
+        the newer hpc_ckpt_N.ckpt that Lightning wrote on SLURM's signal before a requeue.
+
+        Lightning looks only in the new run's own (empty) version folder; a resumed job wants
+        the one its previous attempt left.
+        """
+        config = self.config_init[self.subcommand]
+        if config.get("ckpt_path") not in (None, "last"):
+            check_checkpoint(Path(config["ckpt_path"]), self.model)
+        if config.get("ckpt_path") != "last":
+            return
+        root = run_dir(self.trainer).parent  # every version of this experiment
+        # and the checkpoint Lightning saves on SLURM's pre-emption signal before a requeue
+        hpc = Path(self.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+        found = sorted([*root.glob("**/last.ckpt"), *hpc], key=lambda p: p.stat().st_mtime)
+        if not found:
+            raise ConfigError(
+                f"--ckpt_path last: no last.ckpt under {root}, so there is nothing to resume; "
+                "drop --ckpt_path to start afresh, or give the checkpoint file itself."
+            )
+        check_checkpoint(found[-1], self.model)
+        config["ckpt_path"] = str(found[-1])
+        print(f"monet: resuming from {found[-1]}", file=sys.stderr)
+
+    before_fit = before_validate = before_test = resolve_last_checkpoint
+
+    def before_predict(self) -> None:
+        export = self.config_init[self.subcommand]["export"]
+        export.check_output()  # before the photos are read or anything is generated
+        self.resolve_last_checkpoint()
+        self.trainer.callbacks.append(export)
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        """GANs under DDP: each step leaves one network without gradients (the critic step does
+        not touch the generator), which DDP must be told about. Decided from the strategy that
+        Lightning built from any spec (devices 2, 0,1, [0,1], -1, num_nodes, ddp_spawn, ...)."""
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (TypeError, ValueError, MisconfigurationException) as err:  # Lightning's checks
+            spec = {k: config["trainer"].get(k) for k in ("accelerator", "devices", "strategy")}
+            raise ConfigError(f"the trainer cannot start with {spec}: {err}") from None
+        if not config.get("inception", True):
+            for callback in trainer.callbacks:
+                if isinstance(callback, EvalMetrics):
+                    callback.inception = False
+        if getattr(self.model, "ddp_unused_parameters", False) and isinstance(
+            trainer.strategy, DDPStrategy
+        ):
+            trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
+        return trainer
+
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except ValueError as err:  # jsonargparse wraps errors raised in __init__: unwrap ours
+            cause = err
+            while cause is not None and not isinstance(cause, MonetError):
+                cause = cause.__cause__ or cause.__context__
+            if cause is None:
+                raise
+            raise cause from None
+
+
+def checkpoint_info(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint holds: its family (from its hyperparameters) and, when written by this
+    version, its main network and image size."""
+    family = checkpoint.get("hyper_parameters", {}).get("_class_path", "")
+    return {"family": family.rsplit(".", 1)[-1] or None, **checkpoint.get("monet", {})}
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """Checkpoint `path` (memory-mapped), or a one-line error with the fix."""
+    if not path.is_file():
+        raise ConfigError(f"--ckpt_path {path}: no such file; give a .ckpt file or 'last'.")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        checkpoint["state_dict"]  # noqa: B018 - a Lightning checkpoint has one
+        return checkpoint
+    except Exception as err:  # noqa: BLE001 - any unreadable file is the same mistake
+        raise ConfigError(
+            f"--ckpt_path {path} is not a readable Lightning checkpoint ({type(err).__name__}: "
+            f"{str(err)[:200]}); it may be truncated. Use another checkpoint, e.g. an older "
+            "best-*.ckpt, or drop --ckpt_path to start afresh."
+        ) from None
+
+
+def shape(value: object) -> tuple[int, ...] | None:
+    """A state-dict entry's shape (None for extra state such as the EMA's clock)."""
+    return tuple(value.shape) if isinstance(value, torch.Tensor) else None
+
+
+def check_checkpoint(path: Path, model: LightningModule) -> None:
+    """Fail before the first step when `path` cannot be resumed into `model`: a missing,
+    truncated or foreign file, or weights of another family, network or image size."""
+    checkpoint = read_checkpoint(path)
+    refuse_other_model(path, checkpoint_info(checkpoint), model_info(model), "this config")
+    if isinstance(model, GenerativeModule):  # the keys of checkpoints from before the one EMA
+        upgrade_checkpoint(checkpoint, model.averaged)
+    weights = checkpoint["state_dict"]
+    own = model.state_dict()
+    missing = [k for k in own if k not in weights]
+    unexpected = [k for k in weights if k not in own]
+    reshaped = [k for k in own if k in weights and shape(weights[k]) != shape(own[k])]
+    if missing or unexpected or reshaped:
+        problems = {"missing": missing, "unexpected": unexpected, "other shapes": reshaped}
+        said = "; ".join(f"{n}: {', '.join(v[:3])}" for n, v in problems.items() if v)
+        raise ConfigError(
+            f"--ckpt_path {path} was written by another model than this config's "
+            f"{type(model).__name__} ({said}): another family, network, width or image size. "
+            "Use the config (and --data.image_size) the checkpoint was trained with."
+        )
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    """Build (and with `run`, execute) the CLI; `args` replaces sys.argv so tests call it."""
+    return MonetCLI(
+        LightningModule,
+        MonetDataModule,
+        subclass_mode_model=True,
+        subclass_mode_data=True,
+        args=args,
+        run=run,
+        save_config_callback=SaveConfig,
+    )
+
+
+def main() -> None:
+    keep_freed_memory()  # CPU steps reuse their buffers instead of page-faulting them in anew
+    try:
+        cli_main()
+    except (MonetError, MisconfigurationException) as err:  # wrong input: what and the fix
+        print(f"monet: error: {err}", file=sys.stderr)
+        sys.exit(2)
+    except Interrupted as err:  # SIGTERM: what was written is whole (the callbacks said what)
+        print(f"monet: {err}", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
