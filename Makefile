@@ -6,6 +6,9 @@ CONFIG ?= configs/wgan_gp.yaml
 DEMO_CONFIG ?= configs/fastgan.yaml
 DEMO_STEPS ?= 40
 PYTEST_ARGS ?=
+# pytest-xdist workers (one per core; each runs torch on one thread): WORKERS=0 runs in-process
+WORKERS ?= auto
+XDIST := $(if $(filter 0,$(WORKERS)),,-n $(WORKERS) --dist worksteal)
 
 .PHONY: install test test-fast lint format fit demo bench bench-gpu quality clean
 
@@ -19,12 +22,12 @@ $(VENV)/.installed: pyproject.toml
 
 # pytest's exit code 5 (no tests collected) is a failure, never a pass.
 test: install
-	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(BIN)/python -m pytest $(XDIST) $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: pytest collected no tests" >&2; fi; exit $$rc
 
 # The edit loop: every test not marked slow (no end-to-end fits of whole configs, no DDP).
 test-fast: install
-	@$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	@$(BIN)/python -m pytest $(XDIST) -m "not slow" $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
