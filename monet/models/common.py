@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import lightning as L
 import torch
@@ -108,9 +108,9 @@ class GenerativeModule(L.LightningModule):
                 "slower than float32 (LibUnet computes in float32 by itself). On this machine "
                 "--trainer.precision 32-true is faster."
             )
-        per_device = getattr(datamodule, "batch_size", None)
-        if per_device is None:
+        if not isinstance(datamodule, ImageData):
             return
+        per_device = datamodule.batch_size
         accumulate = trainer.accumulate_grad_batches
         effective = per_device * trainer.world_size * accumulate
         lrs = [group["lr"] for opt in trainer.optimizers for group in opt.param_groups]
@@ -185,12 +185,24 @@ def build_optimizer(make: Any, params: Any, key: str) -> torch.optim.Optimizer:
         raise ConfigError(f"model.init_args.{key}: {err}; fix the value in the YAML.") from None
 
 
+@runtime_checkable
+class ImageData(Protocol):
+    """All a family reads of its DataModule (Lightning's `trainer.datamodule`): the image size
+    its networks must be built for, and the batch per device (to log the effective batch)."""
+
+    image_size: int
+    batch_size: int
+
+
 def check_sizes(module: L.LightningModule, *names: str) -> None:
     """Fail before training when a network was built for another size than the data's."""
-    size = getattr(getattr(module.trainer, "datamodule", None), "image_size", None)
+    datamodule = module.trainer.datamodule
+    if not isinstance(datamodule, ImageData):
+        return
+    size = datamodule.image_size
     for name in names:
-        own = getattr(getattr(module, name), "image_size", None)
-        if size is not None and own is not None and own != size:
+        own = getattr(getattr(module, name), "image_size", None)  # a net may work at any size
+        if own is not None and own != size:
             raise ConfigError(
                 f"model.{name} is built for {own} px but data.image_size={size}: set "
                 f"model.init_args.{name}.init_args.image_size={size}, or data.image_size={own}."
