@@ -48,6 +48,19 @@ class Adversarial(GenerativeModule):
         compile: bool = False,
     ) -> None:
         super().__init__()
+        # the family's own init arguments too (Lightning reads every __init__ frame of self);
+        # networks, optimizers and EMA settings are in the run's config.yaml
+        self.save_hyperparameters(
+            ignore=[
+                "generator",
+                "critic",
+                "optimizer",
+                "critic_optimizer",
+                "lr_scheduler",
+                "ema",
+                "standing",
+            ]
+        )
         self.channels_last, self.compile = channels_last, compile
         self.generator = generator
         self.optimizer, self.critic_optimizer = optimizer, critic_optimizer or optimizer

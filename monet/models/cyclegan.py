@@ -94,9 +94,6 @@ class CycleGAN(Adversarial):
             channels_last=channels_last,
             compile=compile,
         )
-        self.save_hyperparameters(
-            ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
-        )
         self.critic = critic
         self.inverse = fresh_copy(generator)
         self.photo_critic = fresh_copy(critic)

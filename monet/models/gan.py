@@ -93,9 +93,6 @@ class GAN(Adversarial):
             channels_last=channels_last,
             compile=compile,
         )
-        self.save_hyperparameters(
-            ignore=["generator", "critic", "optimizer", "critic_optimizer", "lr_scheduler", "ema"]
-        )
         self.critic = spectral_norm_all(critic) if spectral_norm else critic
         self.loss, self.n_critic = loss, n_critic
         self.gp_weight, self.r1_gamma = gp_weight, r1_gamma
