@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, one_line_error, shrink_nets, small
+from support import CONFIGS, ROOT, one_line_error, shrink_nets, small
 
 from monet.__main__ import cli_main
 from monet.errors import ConfigError

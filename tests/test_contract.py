@@ -10,7 +10,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import ROOT, quiet_trainer
+from support import ROOT, quiet_trainer
 from torch import nn
 
 from monet import seeding

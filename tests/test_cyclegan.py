@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, jpeg_bytes, random_images, shrink_nets, small, write_tfrecord
 from PIL import Image
+from support import ROOT, jpeg_bytes, random_images, shrink_nets, small, write_tfrecord
 
 from monet.__main__ import cli_main
 from monet.callbacks.submission import check_submission

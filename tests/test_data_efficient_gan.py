@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import quick_fit
+from support import quick_fit
 from test_losses import Linear, Quadratic
 
 from monet.errors import ConfigError

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 import yaml
-from conftest import CONFIGS
+from support import CONFIGS
 from torch import nn
 
 from monet.diffusion import (

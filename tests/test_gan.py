@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from conftest import quiet_trainer
+from support import quiet_trainer
 
 from monet.callbacks import SampleGrid
 from monet.data import MonetDataModule

@@ -7,8 +7,8 @@ import math
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, shrink_nets, small
 from PIL import Image
+from support import ROOT, shrink_nets, small
 
 from monet.__main__ import cli_main
 from monet.errors import ConfigError

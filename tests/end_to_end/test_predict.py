@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import HOLIDAY, ROOT, holiday, make_kaggle_dir, one_line_error, shrink_nets, small
 from PIL import Image
+from support import HOLIDAY, ROOT, holiday, make_kaggle_dir, one_line_error, shrink_nets, small
 
 from monet.__main__ import cli_main
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_kaggle_zip
+from support import make_kaggle_zip
 
 from monet.data import Augment, FiveCrop, MonetDataModule, Rotation
 from monet.errors import ConfigError
