@@ -1,21 +1,28 @@
 """What the tests share: small real data sets (Kaggle-layout TFRecords, JPEG folders, zips, a
 holiday folder), the configs and the arguments that shrink them to seconds on a CPU, quiet
-Trainers, and the one-line error of `python -m monet`. The fixtures that use them are in
+Trainers and fits of whole configs through the CLI, the one-line error of `python -m monet`,
+images like paintings, oracle denoisers and a tiny GAN. The fixtures that use them are in
 conftest.py; test files import these with `from support import ...` (pytest's `pythonpath`
 puts tests/ on sys.path)."""
 
 from __future__ import annotations
 
 import io
+import os
 import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from tfrecord import TFRecordWriter
+from torch import nn
 from torchmetrics.image.fid import NoTrainInceptionV3
+
+from monet.diffusion import GaussianDiffusion, make_betas, rescale_zero_terminal_snr
 
 
 def jpeg_bytes(array: np.ndarray, mode: str = "RGB", fmt: str = "JPEG") -> bytes:
@@ -176,3 +183,124 @@ def one_line_error(args: list[str], capsys, monkeypatch) -> str:
     assert "Traceback" not in err and "usage:" not in err
     (line,) = [line for line in err.splitlines() if line.startswith("monet: error:")]
     return line
+
+
+# -- metrics: images like paintings ------------------------------------------------------------
+
+
+def paintings(n: int, size: int = 64, seed: int = 0) -> torch.Tensor:
+    """n images in [-1, 1]: real Monet paintings where MONET_DATA is set, else structured ones."""
+    root = os.environ.get("MONET_DATA")
+    if root and (Path(root) / "monet_jpg").is_dir():
+        from torchvision.io import decode_jpeg, read_file
+
+        files = sorted((Path(root) / "monet_jpg").glob("*.jpg"))[seed : seed + n]
+        x = torch.stack([decode_jpeg(read_file(str(f))) for f in files]).float() / 127.5 - 1
+        return F.interpolate(x, size=size, mode="area")
+    g = torch.Generator().manual_seed(seed)
+    # Smooth colour fields plus oriented strokes: low and mid frequencies, like paintings.
+    base = F.interpolate(torch.rand(n, 3, 4, 4, generator=g) * 2 - 1, size=size, mode="bicubic")
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    angle = torch.rand(n, 1, 1, 1, generator=g) * 3.1416
+    freq = 0.3 + 0.3 * torch.rand(n, 1, 1, 1, generator=g)
+    strokes = torch.sin(freq * (xx * angle.cos() + yy * angle.sin()))
+    return (0.7 * base + 0.3 * strokes * torch.rand(n, 3, 1, 1, generator=g)).clamp(-1, 1)
+
+
+# -- diffusion: oracle denoisers ---------------------------------------------------------------
+
+OBJECTIVES = ("eps", "x0", "v")
+
+
+def alpha_bar(process: GaussianDiffusion) -> torch.Tensor:
+    """alpha-bar computed here from the schedule, independently of the process's buffers."""
+    betas = make_betas(process.schedule, process.timesteps)
+    if process.zero_terminal_snr:
+        betas = rescale_zero_terminal_snr(betas)
+    return torch.cumprod(1 - betas, 0)
+
+
+def oracle(process: GaussianDiffusion, x0: torch.Tensor) -> nn.Module:
+    """A denoiser that knows x0 and returns the exact target of `process.objective` at x_t."""
+
+    class Oracle(nn.Module):
+        def forward(self, x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            ab = alpha_bar(process)[t].view(-1, 1, 1, 1)
+            a, s = ab.sqrt(), (1 - ab).sqrt()
+            eps = (x_t.double() - a * x0.double()) / s
+            out = {"eps": eps, "x0": x0.double(), "v": a * eps - s * x0.double()}
+            return out[process.objective].to(x_t.dtype)
+
+    return Oracle()
+
+
+class TinyDenoiser(nn.Module):
+    """A fixed, time-dependent, non-oracle network."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.modes: list[bool] = []
+
+    def forward(self, x, t):
+        self.modes.append(self.training)
+        return torch.tanh(self.bn(self.conv(x))) * (1 + t.view(-1, 1, 1, 1) / 100)
+
+
+# -- GANs --------------------------------------------------------------------------------------
+
+
+def tiny_gan(size=32, **kw):
+    """A GAN of two tiny WGAN networks."""
+    from monet.models import GAN
+    from monet.nets import WGANCritic, WGANGenerator
+
+    return GAN(
+        WGANGenerator(latent_dim=8, features=4, image_size=size),
+        WGANCritic(features=4, image_size=size),
+        **kw,
+    )
+
+
+def trainer(tmp_path, **kw):
+    """A quiet_trainer of 14 steps unless `kw` says otherwise."""
+    return quiet_trainer(tmp_path, **{"max_steps": 14, **kw})
+
+
+# -- fits of whole configs through the CLI -----------------------------------------------------
+
+WGAN_GP = ROOT / "configs" / "wgan_gp.yaml"
+FEW = ["--trainer.max_epochs", "2", "--trainer.max_steps", "-1"]
+FEW += ["--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1"]
+
+
+def fit_few_epochs(data, out, *extra, logger="csv", config=WGAN_GP):
+    """A CLI fit of `config` (wgan_gp) for two short epochs: 3 training batches, 1 validation
+    batch each."""
+    from monet.__main__ import cli_main
+
+    args = small(config, data, out, *FEW, *extra, logger=logger)
+    return cli_main(["fit", *args, *shrink_nets(config)])
+
+
+def edited(out: Path, *replacements: tuple[str, str], config: Path = WGAN_GP) -> Path:
+    """A config (wgan_gp) with some values changed (callbacks in a list have no CLI path)."""
+    text = config.read_text()
+    for old, new in replacements:
+        assert old in text
+        text = text.replace(old, new)
+    (out / config.name).write_text(text)
+    return out / config.name
+
+
+CYCLEGAN = ROOT / "configs" / "cyclegan.yaml"
+
+
+def run_fit(data: Path, out: Path, *extra: str, config: Path = CYCLEGAN):
+    """A CLI fit of `config` (the CycleGAN) at test size, without Inception."""
+    from monet.__main__ import cli_main
+
+    args = small(config, data, out, "--inception", "false", *extra, *shrink_nets(config))
+    return cli_main(["fit", *args])
