@@ -1,9 +1,10 @@
 """The command line, driven in-process through cli_main, on data the tests write and on the real
-Kaggle data when MONET_DATA is set."""
+Kaggle data when MONET_DATA is set: every config in every precision, the config it prints,
+errors before the first step, and checkpoints of another model refused before anything is
+built."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from contextlib import nullcontext
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CONFIGS, ROOT, one_line_error, shrink_nets, small
+from support import CONFIGS, ROOT, one_line_error, shrink_nets, small
 
 from monet.__main__ import cli_main
 from monet.errors import ConfigError
@@ -152,14 +153,6 @@ def test_out_of_range_values_fail_before_the_first_step(
     assert not list(tmp_path.rglob("*.ckpt"))
 
 
-def test_a_metric_cadence_the_epochs_never_reach_is_said_at_start_up(kaggle_dir, tmp_path):
-    path = ROOT / "configs" / "wgan_gp.yaml"  # metrics and the best checkpoint every 50 epochs
-    args = [*small(path, kaggle_dir, tmp_path), *shrink_nets(path), "--inception", "false"]
-    epochs = ["--trainer.max_epochs", "1", "--trainer.max_steps", "-1"]
-    with pytest.warns(UserWarning, match=r"every_n_epochs=50 but trainer.max_epochs=1"):
-        cli_main(["fit", *args, *epochs])
-
-
 @pytest.mark.slow
 def test_wgan_gp_on_the_real_data_leaves_checkpoint_and_grid(shared_data, tmp_path):
     config = ROOT / "configs/wgan_gp.yaml"
@@ -176,69 +169,6 @@ def test_wgan_gp_on_the_real_data_leaves_checkpoint_and_grid(shared_data, tmp_pa
         critic=cli.model.critic,
     )
     assert model.n_critic == 5
-
-
-def test_a_yaml_syntax_error_names_file_line_and_column(tmp_path):
-    broken = tmp_path / "mine.yaml"
-    broken.write_text("model:\n  class_path: monet.models.GAN\n  init_args:\n    loss: [wgan\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "monet", "fit", "--config", str(broken)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=300,
-    )
-    assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "usage" not in result.stderr and result.stderr.count("\n") == 1
-    assert result.stderr.startswith(f"monet: error: {broken}, line 5, column 1: expected ','")
-    assert "flow sequence at line 4, column 11); fix the YAML syntax there." in result.stderr
-
-
-@pytest.mark.parametrize(
-    "old, new, message",
-    [
-        (
-            "monet.nets.WGANGenerator",
-            "monet.nets.WganGenerator",
-            r"model.init_args.generator.class_path: there is no class monet.nets.WganGenerator; "
-            r"did you mean monet.nets.WGANGenerator\?",
-        ),
-        ("    n_critic: 5", "    n_critc: 5", "model.init_args.n_critc: GAN has no option "),
-    ],
-)
-def test_a_misspelt_class_or_key_names_the_key_and_the_closest_name(
-    old, new, message, tmp_path, capsys, monkeypatch
-):
-    text = (ROOT / "configs/wgan_gp.yaml").read_text()
-    assert old in text
-    mine = tmp_path / "mine.yaml"
-    mine.write_text(text.replace(old, new))
-    line = one_line_error(["fit", "--config", str(mine)], capsys, monkeypatch)
-    assert re.fullmatch(rf"monet: error: {re.escape(str(mine))}: {message}.*", line)
-    if "n_critc" in new:
-        assert line.endswith("did you mean n_critic?")
-
-
-@pytest.mark.parametrize(
-    "arg, value, message",
-    [
-        (
-            "--model.init_args.generator.class_path",
-            "monet.nets.ResNetGenerator",
-            "model.init_args.generator.class_path: there is no class monet.nets.ResNetGenerator; "
-            "did you mean monet.nets.ResnetGenerator?",
-        ),
-        (
-            "--model.init_args.gp_weigth",
-            "3",
-            "model.init_args.gp_weigth: GAN has no option 'gp_weigth'; did you mean gp_weight?",
-        ),
-    ],
-)
-def test_a_misspelt_class_or_key_on_the_command_line(arg, value, message, capsys, monkeypatch):
-    config = str(ROOT / "configs/wgan_gp.yaml")
-    line = one_line_error(["fit", "--config", config, arg, value], capsys, monkeypatch)
-    assert line == f"monet: error: {message}"
 
 
 def fake_checkpoint(path: Path, family: str, network: str, size: int) -> Path:

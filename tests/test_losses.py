@@ -1,4 +1,5 @@
-"""Losses against closed forms."""
+"""Losses against closed forms: the gradient penalty, Wasserstein, BCE, hinge, least squares,
+R1, cycle and identity."""
 
 from __future__ import annotations
 
@@ -8,7 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from monet.losses import critic_loss, generator_loss, gradient_penalty
+from monet.losses import (
+    critic_loss,
+    cycle_loss,
+    generator_loss,
+    gradient_penalty,
+    identity_loss,
+    r1_penalty,
+)
 
 
 class Linear(nn.Module):
@@ -68,3 +76,36 @@ def test_wasserstein_and_bce_and_hinge_values():
     assert generator_loss("bce", fake).item() == pytest.approx(sp(-fake).mean().item())
     with pytest.raises(ValueError, match="loss='wgan' is not known"):
         critic_loss("wgan", real, fake)
+
+
+def test_r1_penalty_closed_forms():
+    w = torch.full((1, 3, 4, 4), 0.25)
+    real = torch.randn(5, 3, 4, 4)
+    assert r1_penalty(Linear(w), real).item() == pytest.approx((w**2).sum().item(), rel=1e-6)
+    expected = real.flatten(1).pow(2).sum(1).mean()
+    assert r1_penalty(Quadratic(), real).item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_lsgan_values():
+    real, fake = torch.tensor([2.0, 0.0]), torch.tensor([1.0, -3.0])
+    # 0.5 * (mean((real - 1)^2) + mean(fake^2)) = 0.5 * (1 + 5)
+    assert critic_loss("lsgan", real, fake).item() == pytest.approx(3.0)
+    # mean((fake - 1)^2) = (0 + 16) / 2
+    assert generator_loss("lsgan", fake).item() == pytest.approx(8.0)
+    patches = torch.full((2, 1, 3, 3), 0.5)
+    assert critic_loss("lsgan", patches, patches).item() == pytest.approx(0.25)
+    assert generator_loss("lsgan", patches).item() == pytest.approx(0.25)
+
+
+def test_unknown_loss_lists_lsgan():
+    with pytest.raises(ValueError, match="hinge or lsgan"):
+        generator_loss("wgan", torch.zeros(2))
+
+
+def test_cycle_and_identity_are_mean_l1():
+    real = torch.zeros(2, 3, 4, 4)
+    assert cycle_loss(real, torch.full_like(real, 0.5)).item() == pytest.approx(0.5)
+    assert identity_loss(real, torch.full_like(real, -0.25)).item() == pytest.approx(0.25)
+    a, b = torch.tensor([1.0, -1.0, 3.0, 0.0]), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    assert cycle_loss(a, b).item() == pytest.approx((1 + 2 + 2 + 0) / 4)
+    assert identity_loss(b, a).item() == pytest.approx(5 / 4)

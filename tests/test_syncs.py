@@ -7,7 +7,7 @@ values back. `benchmarks/gpu.py` prints the same count for every config."""
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT, shrink_nets, small
+from support import ROOT, shrink_nets, small
 
 from monet.__main__ import cli_main
 from monet.syncs import count_syncs

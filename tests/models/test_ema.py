@@ -7,7 +7,7 @@ import math
 
 import pytest
 import torch
-from conftest import quick_fit
+from support import quick_fit
 
 from monet.errors import ConfigError
 from monet.models import GAN, CycleGAN, Diffusion

@@ -1,81 +1,66 @@
-"""DCGAN and the data-efficient GAN tools: DiffAugment, R1, spectral norm, EMA, diversity."""
+"""The GAN LightningModule under a real Trainer: the n_critic cycle, logging, size checks,
+DiffAugment in both steps, R1, a learning rate for each network, LR schedules on the
+generator's clock, the EMA generator, and the collapse signal (diversity)."""
 
 from __future__ import annotations
 
+import lightning as L
 import pytest
 import torch
-from conftest import quick_fit
-from test_losses import Linear, Quadratic
+from support import quick_fit, tiny_gan, trainer
 
+from monet.data import MonetDataModule
 from monet.errors import ConfigError
-from monet.losses import r1_penalty
 from monet.metrics import diversity
 from monet.models import GAN
 from monet.models import diffaugment as da
 from monet.models.ema import EMA
-from monet.nets import DCGANDiscriminator, DCGANGenerator, WGANCritic, WGANGenerator
-from monet.nets.common import spectral_norm_all
+from monet.nets import WGANCritic
 
 
-@pytest.mark.parametrize("size", [32, 64, 128, 256])
-def test_dcgan_shapes(size):
-    g = DCGANGenerator(latent_dim=16, image_size=size, widths=(32, 16, 8, 8, 8))
-    d = DCGANDiscriminator(image_size=size, widths=(4, 8, 8, 8))
-    x = g(torch.randn(2, 16))
-    assert x.shape == (2, 3, size, size) and x.abs().max() <= 1
-    assert d(x).shape == (2,)
+class StepOrder(L.Callback):
+    def __init__(self) -> None:
+        self.order: list[str] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer):
+        gen = optimizer.param_groups[0]["params"][0] is next(pl_module.generator.parameters())
+        self.order.append("G" if gen else "C")
 
 
-def test_dcgan_is_the_reports_model_at_256px():
-    g, d = DCGANGenerator(), DCGANDiscriminator()
-    assert g.project.out_features == 16 * 16 * 512
-    ups = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
-    assert [m.out_channels for m in ups] == [256, 128, 64, 32]
-    assert all(m.kernel_size == (6, 6) and m.stride == (2, 2) for m in ups)
-    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert [m.out_channels for m in convs] == [32, 64, 128, 256]
-    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules()) == 3
-    assert not any(isinstance(m, torch.nn.Sigmoid) for m in d.modules())
-    with pytest.raises(ConfigError, match="DCGANGenerator cannot work at image_size=16"):
-        DCGANGenerator(image_size=16)
+@pytest.mark.parametrize("n_critic", [1, 3, 5])
+def test_one_generator_step_after_exactly_n_critic_steps(kaggle_dir, tmp_path, n_critic):
+    order = StepOrder()
+    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=2)  # 6 batches an epoch
+    model = tiny_gan(n_critic=n_critic)
+    trainer(tmp_path, callbacks=[order], max_steps=4 * (n_critic + 1)).fit(model, dm)
+    cycle = ["C"] * n_critic + ["G"]
+    assert order.order == cycle * 4  # the cycle runs on across epoch boundaries
+    assert model.critic_steps == 4 * n_critic
 
 
-@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
-def test_diffaugment_is_differentiable(policy):
-    x = torch.randn(3, 3, 8, 8, dtype=torch.float64, requires_grad=True)
-    ops = da.parse_policy(policy)
-
-    def f(x):  # the same random draw on every call, so gradcheck sees one function
-        return da.diff_augment(x, ops, torch.Generator().manual_seed(1))
-
-    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-5)
-    f(x).sum().backward()
-    assert x.grad.abs().sum() > 0
-
-
-def test_diffaugment_ops_do_what_they_say():
-    ones = torch.ones(16, 3, 16, 16)
-    cut = da.cutout(ones, torch.Generator().manual_seed(0))
-    holes = (cut == 0).flatten(1).sum(1)  # an 8x8 hole per image, clipped at the border
-    assert (holes > 0).all() and (holes <= 3 * 8 * 8).all() and (holes == 3 * 8 * 8).any()
-    for hole in cut[:, 0] == 0:
-        rows, cols = hole.any(1).nonzero().flatten(), hole.any(0).nonzero().flatten()
-        assert hole[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
-    moved = da.translation(ones, torch.Generator().manual_seed(0))
-    zeros_per_image = (moved == 0).flatten(1).sum(1)
-    assert (zeros_per_image > 0).any() and (zeros_per_image <= 3 * (16 * 16 - 14 * 14)).all()
-    x = torch.rand(8, 3, 4, 4)
-    assert torch.equal(da.diff_augment(x, ()), x)
-    with pytest.raises(ValueError, match="unknown \\['blur'\\]"):
-        da.parse_policy("color,blur")
+def test_training_changes_both_networks_and_logs(kaggle_dir, tmp_path):
+    dm = MonetDataModule(str(kaggle_dir), image_size=32, batch_size=4)
+    model = tiny_gan(n_critic=2)
+    g0 = [p.clone() for p in model.generator.parameters()]
+    c0 = [p.clone() for p in model.critic.parameters()]
+    t = trainer(tmp_path, max_steps=6, limit_val_batches=1)
+    t.fit(model, dm)
+    assert any(not torch.equal(a, b) for a, b in zip(g0, model.generator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(c0, model.critic.parameters()))
+    logged = set(t.logged_metrics)
+    assert {
+        "train/critic_loss",
+        "train/gen_loss",
+        "train/wasserstein",
+        "train/gradient_penalty",
+        "val/wasserstein",
+    } <= logged
 
 
-def test_diffaugment_has_the_same_structure_for_real_and_fake():
-    real, fake = torch.rand(4, 3, 16, 16) + 1, torch.rand(4, 3, 16, 16) + 1
-    ops = da.parse_policy("translation,cutout")
-    a = da.diff_augment(real, ops, torch.Generator().manual_seed(3))
-    b = da.diff_augment(fake, ops, torch.Generator().manual_seed(3))
-    assert torch.equal(a == 0, b == 0)  # same shifts and same holes
+def test_image_size_mismatch_fails_before_training(kaggle_dir, tmp_path):
+    dm = MonetDataModule(str(kaggle_dir), image_size=64)
+    with pytest.raises(ConfigError, match=r"generator is built for 32 px but data.image_size=64"):
+        trainer(tmp_path).fit(tiny_gan(size=32), dm)
 
 
 class Recorder:
@@ -92,14 +77,6 @@ class Recorder:
         monkeypatch.setattr("monet.models.adversarial.diff_augment", spy)
 
 
-def tiny_gan(**kw) -> GAN:
-    return GAN(
-        WGANGenerator(latent_dim=8, features=4, image_size=32),
-        WGANCritic(features=4, image_size=32),
-        **kw,
-    )
-
-
 def fit(model, kaggle_dir, tmp_path, **kw):
     return quick_fit(model, kaggle_dir, tmp_path, **kw)
 
@@ -114,34 +91,11 @@ def test_gan_augments_real_and_fake_in_both_steps(kaggle_dir, tmp_path, monkeypa
     assert len(rec.calls) == 3  # max_steps=2: one critic and one generator step
 
 
-def test_r1_penalty_closed_forms():
-    w = torch.full((1, 3, 4, 4), 0.25)
-    real = torch.randn(5, 3, 4, 4)
-    assert r1_penalty(Linear(w), real).item() == pytest.approx((w**2).sum().item(), rel=1e-6)
-    expected = real.flatten(1).pow(2).sum(1).mean()
-    assert r1_penalty(Quadratic(), real).item() == pytest.approx(expected.item(), rel=1e-5)
-
-
 def test_r1_is_logged_and_trains(kaggle_dir, tmp_path):
     t = fit(tiny_gan(loss="bce", gp_weight=0.0, r1_gamma=10.0, n_critic=1), kaggle_dir, tmp_path)
     assert (
         "train/r1_penalty" in t.logged_metrics and "train/gradient_penalty" not in t.logged_metrics
     )
-
-
-def test_spectral_norm_bounds_the_largest_singular_value():
-    torch.manual_seed(0)
-    layer = torch.nn.Linear(32, 16)
-    layer.weight.data *= 10
-    wrapped = spectral_norm_all(torch.nn.Sequential(layer))[0]
-    for _ in range(30):  # power iterations run in training-mode forward passes
-        wrapped(torch.randn(2, 32))
-    sigma = torch.linalg.matrix_norm(wrapped.weight.detach(), ord=2)
-    assert sigma == pytest.approx(1.0, abs=0.02)
-    assert torch.linalg.matrix_norm(wrapped.parametrizations.weight.original, ord=2) > 5
-    critic = tiny_gan(spectral_norm=True).critic
-    convs = [m for m in critic.modules() if isinstance(m, torch.nn.Conv2d)]
-    assert convs and all(hasattr(m, "parametrizations") for m in convs)
 
 
 def test_ttur_gives_each_network_its_rate():

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import ROOT
+from support import ROOT
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from gpu import COMPILED, CONFIGS, QUALITY  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from conftest import quick_fit
+from support import quick_fit
 
 from monet.data import MonetDataModule
 from monet.diffusion import GaussianDiffusion, sample

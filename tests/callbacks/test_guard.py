@@ -7,7 +7,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from conftest import quick_fit
+from support import quick_fit
 
 from monet.callbacks import NonFiniteGuard, TrainingDiverged
 from monet.diffusion import GaussianDiffusion

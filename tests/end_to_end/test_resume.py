@@ -11,7 +11,7 @@ import time
 
 import pytest
 import torch
-from conftest import ROOT, shrink_nets, small
+from support import ROOT, shrink_nets, small
 
 from monet.__main__ import cli_main
 from monet.errors import ConfigError

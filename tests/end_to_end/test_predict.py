@@ -1,16 +1,36 @@
-"""`python -m monet predict`: images from a checkpoint of each family, and the Kaggle zip."""
+"""`python -m monet predict`: images from a checkpoint of each family, and the Kaggle zip; a
+CycleGAN's paintings of your own photos (one per photo, in order, under its name) and of Kaggle's
+7,000."""
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from conftest import HOLIDAY, ROOT, holiday, make_kaggle_dir, one_line_error, shrink_nets, small
 from PIL import Image
+from support import (
+    CYCLEGAN,
+    HOLIDAY,
+    ROOT,
+    holiday,
+    jpeg_bytes,
+    make_kaggle_dir,
+    one_line_error,
+    random_images,
+    run_fit,
+    shrink_nets,
+    small,
+    write_tfrecord,
+)
 
 from monet.__main__ import cli_main
+from monet.callbacks.submission import check_submission
+from monet.data.augment import resize_square
+from monet.images import to_unit
 
 FAMILIES = {
     "wgan_gp": [],
@@ -95,7 +115,54 @@ def test_kaggle_zip_with_7000_images_from_a_wgan_checkpoint(kaggle_dir, tmp_path
 
 
 # -- your own photos: names, refusals -------------------------------------------------------------
-CYCLEGAN = ROOT / "configs" / "cyclegan.yaml"
+
+
+def photo_folder(root: Path, n: int) -> list[Path]:
+    """`n` photos of several sizes and formats that PIL reads, named in a known order."""
+    formats = [("JPEG", "jpg"), ("PNG", "png"), ("BMP", "bmp"), ("GIF", "gif"), ("PPM", "ppm")]
+    root.mkdir(parents=True)
+    paths = []
+    for i, array in enumerate(random_images(n, 40, seed=7)):
+        fmt, suffix = formats[i % len(formats)]
+        image = Image.fromarray(array).resize((40 + 4 * i, 36))
+        path = root / f"p{i:02d}.{suffix}"
+        image.save(path, fmt)
+        paths.append(path)
+    return paths
+
+
+def test_predict_translates_every_photo_of_a_folder_in_order(kaggle_dir, tmp_path):
+    run_fit(kaggle_dir, tmp_path, "--trainer.max_steps", "2")
+    paths = photo_folder(tmp_path / "mine", 7)
+    out = tmp_path / "translated"
+    extra = ["--data.init_args.predict_root", str(tmp_path / "mine")]
+    extra += ["--data.init_args.predict_image_size", "64", "--export.format", "png"]
+    extra += ["--export.size", "64"]  # PNGs at the size translated: exact up to rounding
+    args = small(CYCLEGAN, kaggle_dir, tmp_path, "--ckpt_path", "last", *extra)
+    cli = cli_main(["predict", *args, "--export.output", str(out), *shrink_nets(CYCLEGAN)])
+    written = sorted(out.iterdir())
+    assert [p.name for p in written] == [f"p{i:02d}.png" for i in range(7)]  # named as the photos
+    model = cli.model.eval()
+    for path, image in zip(paths, written, strict=True):
+        photo = torch.from_numpy(np.array(Image.open(path).convert("RGB"))).permute(2, 0, 1)
+        expected = model.generate(to_unit(resize_square(photo, 64))[None])
+        got = to_unit(torch.from_numpy(np.array(Image.open(image))).permute(2, 0, 1))
+        assert (got - expected).abs().max() <= 1 / 127.5, path.name  # its own photo
+
+
+def test_predict_writes_a_complete_kaggle_submission(kaggle_dir, tmp_path):
+    run_fit(kaggle_dir, tmp_path, "--trainer.max_steps", "2")
+    photos = tmp_path / "photos"  # 7,000 small photos in one TFRecord, as Kaggle ships them
+    items = [(f"photo{i}", jpeg_bytes(a)) for i, a in enumerate(random_images(7000, 8, seed=2))]
+    write_tfrecord(photos / "photo_tfrec" / "photo00-7000.tfrec", items)
+    zip_path = tmp_path / "images.zip"
+    extra = ["--data.init_args.predict_root", str(photos)]
+    extra += ["--data.init_args.predict_image_size", "32", "--data.batch_size", "500"]
+    args = small(CYCLEGAN, kaggle_dir, tmp_path, "--ckpt_path", "last", *extra)
+    cli_main(["predict", *args, "--export.output", str(zip_path), *shrink_nets(CYCLEGAN)])
+    assert check_submission(zip_path) == 7000
+    report = json.loads((tmp_path / "images.memorization.json").read_text())
+    assert report["near_copy_share"] == 0.0
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from conftest import ROOT, shrink_nets, small
 from lightning.pytorch.strategies import DDPStrategy, FSDPStrategy
+from support import ROOT, shrink_nets, small
 
 from monet.errors import ConfigError
 from monet.models import Diffusion

@@ -1,10 +1,11 @@
-"""The DataModule: decode-once cache, loaders, device-side augmentation, state."""
+"""The DataModule: decode-once cache, loaders, device-side augmentation, state, and a request
+for no images refused."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from conftest import make_kaggle_zip
+from support import make_kaggle_zip
 
 from monet.data import Augment, FiveCrop, MonetDataModule, Rotation
 from monet.errors import ConfigError
@@ -105,3 +106,8 @@ def test_real_shared_data(shared_data):
     dm = MonetDataModule(str(shared_data), image_size=64, augment=Augment(five_crop=FiveCrop(True)))
     dm.setup()
     assert dm.real.shape == (300, 3, 64, 64) and len(dm.train_images) == 1800
+
+
+def test_a_request_for_no_images_is_refused():
+    with pytest.raises(ConfigError, match=r"data.predict_size=0 asks for no images"):
+        MonetDataModule(predict_size=0)

@@ -10,8 +10,8 @@ import zlib
 import numpy as np
 import pytest
 import torch
-from conftest import HOLIDAY, holiday, jpeg_bytes, make_kaggle_zip, random_images, write_tfrecord
 from PIL import Image
+from support import HOLIDAY, holiday, jpeg_bytes, make_kaggle_zip, random_images, write_tfrecord
 
 from monet.data import sources
 from monet.data.sources import HEIF, decode_rgb, find_files, read_images

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import ROOT, small
 from PIL import Image
+from support import ROOT, small
 
 from monet.__main__ import cli_main
 from monet.metrics import sliced_wasserstein_distance
