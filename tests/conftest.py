@@ -15,6 +15,15 @@ from support import RandomInception, make_kaggle_dir
 from monet.metrics.inception import INCEPTION_ENV, INCEPTION_FILENAME, inception_cache_dir
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (`make test`: a worker per core) each worker, and every process it
+    starts (DDP ranks, `python -m monet`, benchmarks), computes on one thread: OpenMP threads
+    that share cores with the other workers spin instead of working."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
+
+
 @pytest.fixture
 def one_thread():
     """These networks are tiny: threads gain nothing, and OpenMP threads on cores that another
