@@ -165,15 +165,3 @@ def test_check_submission_on_a_non_zip(tmp_path):
     (tmp_path / "images.zip").write_bytes(b"oops")
     with pytest.raises(DataError, match="not a zip file"):
         check_submission(tmp_path / "images.zip")
-
-
-@pytest.mark.slow
-def test_seven_thousand_images_with_the_kaggle_bounds(tmp_path):
-    def batches():  # 7,000 images, never more than 500 in memory
-        for i in range(14):
-            yield images(500, 16, seed=i)
-
-    out = write_submission(batches(), tmp_path / "images.zip")
-    assert out.count == 7000
-    assert check_submission(out.path) == 7000
-    assert leftovers(tmp_path) == ["images.zip"]

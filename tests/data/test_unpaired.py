@@ -62,6 +62,7 @@ def test_epoch_size_and_wrong_settings(kaggle_dir):
         UnpairedDataModule(str(kaggle_dir), augment=Augment(five_crop=FiveCrop(enabled=True)))
 
 
+@pytest.mark.slow
 def test_trains_on_the_real_kaggle_tfrecords_of_both_domains(shared_data, tmp_path):
     # the 300 paintings' TFRecords; the shared data holds the photos as JPEGs (400 of the
     # 7,038): 40 of them go into a TFRecord of Kaggle's layout, the rest as JPEGs

@@ -107,6 +107,7 @@ def test_gans_get_unused_parameter_detection_under_any_ddp_spec(name, spec, kagg
         assert found in (None, False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("devices", ["0,1", "[0,1]", "-1", "auto"])
 def test_every_device_spec_runs_or_gets_lightnings_message_without_a_traceback(
     devices, kaggle_dir, tmp_path

@@ -59,6 +59,7 @@ def predict(name: str, data, out, *extra: str):
     return cli_main(["predict", *args])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", FAMILIES)
 def test_predict_from_a_checkpoint_of_each_family(name, kaggle_dir, tmp_path):
     train(name, kaggle_dir, tmp_path)
@@ -111,7 +112,9 @@ def test_kaggle_zip_with_7000_images_from_a_wgan_checkpoint(kaggle_dir, tmp_path
         with zf.open(names[0]) as f:
             image = Image.open(f)
             assert image.size == (256, 256) and image.format == "JPEG" and image.mode == "RGB"
+    assert check_submission(zip_path) == 7000  # Kaggle's bounds, written 500 at a time
     assert (tmp_path / "images.memorization.json").is_file()
+    assert not list(tmp_path.glob(".images.zip.*.partial"))  # no temporary file left
 
 
 # -- your own photos: names, refusals -------------------------------------------------------------
@@ -150,6 +153,7 @@ def test_predict_translates_every_photo_of_a_folder_in_order(kaggle_dir, tmp_pat
         assert (got - expected).abs().max() <= 1 / 127.5, path.name  # its own photo
 
 
+@pytest.mark.slow
 def test_predict_writes_a_complete_kaggle_submission(kaggle_dir, tmp_path):
     run_fit(kaggle_dir, tmp_path, "--trainer.max_steps", "2")
     photos = tmp_path / "photos"  # 7,000 small photos in one TFRecord, as Kaggle ships them

@@ -59,6 +59,7 @@ def test_linear_decay_is_the_papers_schedule():
         LinearDecay(opt, constant=-1)
 
 
+@pytest.mark.slow
 def test_trains_from_the_cli_with_grids_metrics_baseline_and_resume_state(kaggle_dir, tmp_path):
     cli = run_fit(
         kaggle_dir,

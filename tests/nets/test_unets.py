@@ -259,6 +259,7 @@ def test_every_parameter_gets_a_gradient(kind):
     assert not missing
 
 
+@pytest.mark.slow
 def test_small_lib_unet_overfits_eight_images():
     torch.manual_seed(0)
     x0 = F.interpolate(torch.rand(8, 3, 4, 4), size=16, mode="bilinear") * 2 - 1
