@@ -34,12 +34,11 @@ from pathlib import Path
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 from common import data_root, quiet
 
 from monet.__main__ import cli_main
 from monet.data import MonetDataModule
-from monet.images import to_unit
+from monet.images import resize, to_unit
 from monet.malloc import keep_freed_memory
 from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
@@ -134,15 +133,13 @@ def generate(model: L.LightningModule, inputs: torch.Tensor, size: int, batch: i
             model.predict_step(to_unit(x) if x.dtype == torch.uint8 else x, 0).float().cpu()
             for x in inputs.split(batch)
         ]
-    return resize(torch.cat(images), size)
+    return at_size(torch.cat(images), size)
 
 
-def resize(images: torch.Tensor, size: int) -> torch.Tensor:
-    if images.dtype == torch.uint8:
-        images = to_unit(images)
-    if images.shape[-1] != size:
-        images = F.interpolate(images, size=(size, size), mode="bicubic", antialias=True)
-    return images.clamp(-1, 1)
+def at_size(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Images (uint8, or floats in [-1, 1]) as floats in [-1, 1] at `size` px, resized as every
+    exported image is (monet.images.resize)."""
+    return resize(to_unit(images) if images.dtype == torch.uint8 else images, size).clamp(-1, 1)
 
 
 def paintings_and_photos(root: Path, args) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -150,14 +147,14 @@ def paintings_and_photos(root: Path, args) -> tuple[torch.Tensor, torch.Tensor, 
     None where the data has none)."""
     dm = MonetDataModule(str(root), image_size=args.size)
     dm.setup("fit")
-    real = resize(dm.real, args.size)
+    real = at_size(dm.real, args.size)
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(0))
     half = min(args.num, len(real) // 2)
     photos = None
     try:
         pm = MonetDataModule(str(root), domain="photo", image_size=args.size)
         pm.setup("fit")
-        photos = resize(pm.real[pick_photos(pm.real, args.num)], args.size)
+        photos = at_size(pm.real[pick_photos(pm.real, args.num)], args.size)
     except Exception as err:  # noqa: BLE001 - no photos here: the row is left out
         print(f"no photo baseline: {err}")
     return dm.real, (real[order[:half]], real[order[half : 2 * half]]), photos
@@ -201,7 +198,7 @@ def main() -> None:
     if model.translates:  # photos: the baseline row shows the very same ones
         steps = f"{model.generator_steps} G / {model.generator_steps} D"
         inputs = trainer.datamodule.photos()[pick_photos(trainer.datamodule.photos(), args.num)]
-        photos, made = resize(inputs, args.size), "translated photos"
+        photos, made = at_size(inputs, args.size), "translated photos"
     rows = [("two halves of the real paintings (the floor)", half_a, "")]
     if photos is not None:
         rows.append((f"{len(photos)} Kaggle photos, not paintings", photos, ""))
