@@ -43,6 +43,8 @@ def assert_same_state(a: dict, b: dict) -> None:
             assert len(a[key]) == len(b[key]), key
             for x, y in zip(a[key], b[key]):
                 assert_same_state(x, y) if isinstance(x, dict) else None
+        else:  # plain values: the EMA's clock, optimizer steps
+            assert a[key] == b[key], key
 
 
 @pytest.mark.slow
@@ -77,6 +79,33 @@ def test_resumed_run_matches_an_uninterrupted_one(name, extra, kaggle_dir, tmp_p
     assert [getattr(straight.model, n) for n in counters] == [
         getattr(resumed.model, n) for n in counters
     ]
+
+
+def as_before_the_one_ema(path) -> int:
+    """Rewrite a GAN's checkpoint as runs wrote it before AveragedNetwork: the EMA copy under
+    `generator_ema.*` and its clock in the `ema_updates` counter. Returns that clock."""
+    ckpt = torch.load(path, weights_only=False)
+    state = ckpt["state_dict"]
+    steps = state.pop("ema._extra_state")["steps"]
+    for key in [k for k in state if k.startswith("ema.net.")]:
+        state["generator_ema." + key.removeprefix("ema.net.")] = state.pop(key)
+    assert ckpt["counters"].pop("generator_steps") == steps
+    ckpt["counters"]["ema_updates"] = steps
+    torch.save(ckpt, path)
+    return steps
+
+
+@pytest.mark.slow
+def test_a_checkpoint_from_before_the_one_ema_resumes_exactly(kaggle_dir, tmp_path):
+    config = ROOT / "configs" / "fastgan.yaml"  # EMA with standing BatchNorm statistics
+    straight = fit(config, kaggle_dir, tmp_path / "straight", 2)
+    fit(config, kaggle_dir, tmp_path / "old", 1)
+    (path,) = (tmp_path / "old").rglob("last.ckpt")
+    steps = as_before_the_one_ema(path)
+    resumed = fit(config, kaggle_dir, tmp_path / "old", 2, "--ckpt_path", "last")
+    assert 0 < steps < resumed.model.ema.steps == straight.model.ema.steps
+    assert_same_state(straight.model.state_dict(), resumed.model.state_dict())  # clock too
+    assert resumed.model.generator_steps == straight.model.generator_steps
 
 
 def test_ckpt_path_last_with_nothing_to_resume_says_so(kaggle_dir, tmp_path):
