@@ -160,9 +160,8 @@ class MonetCLI(LightningCLI):
             for callback in trainer.callbacks:
                 if isinstance(callback, EvalMetrics):
                     callback.inception = False
-        if getattr(self.model, "ddp_unused_parameters", False) and isinstance(
-            trainer.strategy, DDPStrategy
-        ):
+        unused = isinstance(self.model, GenerativeModule) and self.model.ddp_unused_parameters
+        if unused and isinstance(trainer.strategy, DDPStrategy):
             trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
         return trainer
 

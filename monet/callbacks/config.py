@@ -10,6 +10,7 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
+from monet.models.common import GenerativeModule
 from monet.rundir import run_dir
 
 
@@ -36,8 +37,8 @@ class SaveConfig(SaveConfigCallback):
 
 
 def model_info(model: LightningModule) -> dict[str, Any]:
-    """The family, main network and image size of a built model."""
-    net = next((getattr(model, k) for k in ("generator", "denoiser") if hasattr(model, k)), None)
+    """The family, main network (the one that samples) and image size of a built model."""
+    net = getattr(model, model.averaged) if isinstance(model, GenerativeModule) else None
     return {
         "family": type(model).__name__,
         "network": type(net).__name__ if net is not None else None,

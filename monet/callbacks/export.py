@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
 from monet.callbacks.submission import write_submission
+from monet.data import MonetDataModule
 from monet.data.sources import IMAGE_SUFFIXES
 from monet.errors import ConfigError, Interrupted, MonetError
 from monet.images import resize, to_uint8
@@ -123,9 +124,8 @@ class ImageExport(BasePredictionWriter):
             return
         self.check_output()
         datamodule = trainer.datamodule
-        names = getattr(datamodule, "predict_names", None)  # the photos a CycleGAN translates
-        if names is None and getattr(datamodule, "predict_size", None) is not None:
-            names = [f"{i:05d}" for i in range(datamodule.predict_size)]
+        # image numbers, or the photos a CycleGAN translates; other DataModules: numbered later
+        names = datamodule.predict_names if isinstance(datamodule, MonetDataModule) else None
         self.total = len(names or [])
         if self.kaggle:
             return

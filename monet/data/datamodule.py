@@ -193,6 +193,11 @@ class MonetDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
         )
 
+    @property
+    def predict_names(self) -> list[str]:
+        """The names of `predict`'s images, in batch order: their numbers (00000, 00001, ...)."""
+        return [f"{i:05d}" for i in range(self.predict_size)]
+
     def predict_dataloader(self) -> DataLoader:
         """Batches of per-image seeds: image i gets the same noise whatever the batch or devices."""
         seeds = [seeding.stream_seed(self.predict_seed, i) for i in range(self.predict_size)]

@@ -39,6 +39,7 @@ class GenerativeModule(L.LightningModule):
     compile = False  # torch.compile every network
     translates = False  # inputs are images to translate, not noise
     iterative = False  # sampling takes many network evaluations, set by `steps`
+    ddp_unused_parameters = False  # some steps leave a network without gradients (DDP must know)
 
     def __init__(self) -> None:
         super().__init__()
