@@ -25,9 +25,15 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow tests first, so the workers share them and the last minutes are not one long run
-    beside an idle worker (the order within each group stays)."""
-    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    """The longest tests first (slow end-to-end runs, then other slow tests), so that the xdist
+    workers share them and the last minutes are not one long run beside an idle worker; the
+    order within each group stays."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("slow") is None,
+            "end_to_end" not in item.path.parts,
+        )
+    )
 
 
 @pytest.fixture
