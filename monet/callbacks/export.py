@@ -155,7 +155,7 @@ class ImageExport(BasePredictionWriter):
         if self.kaggle:  # kept at the model's size: 7,000 x 3 x 64 x 64 is 86 MB
             self.parts.append((index, to_uint8(prediction).cpu()))  # resized as it is zipped
         else:
-            self.write_files(index.tolist(), to_uint8(resize(prediction, self.size)).cpu())
+            self.write_files(index.tolist(), resize(to_uint8(prediction).cpu(), self.size))
         self.done += len(index) * trainer.world_size
         if time.monotonic() - self._reported > self.report_seconds:
             self._reported = time.monotonic()
