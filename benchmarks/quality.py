@@ -119,6 +119,17 @@ def sampling_with(model: L.LightningModule, ema: AveragedNetwork | None):
         model.ema = kept
 
 
+@contextmanager
+def ema_length(model: L.LightningModule, half_life: float):
+    """The module samples with its EMA copy of `half_life` images (one of the kept lengths)."""
+    settings = model.ema.settings
+    model.ema.settings = dataclasses.replace(settings, use=half_life)
+    try:
+        yield
+    finally:
+        model.ema.settings = settings
+
+
 def with_standing_stats(model: GAN, net: torch.nn.Module) -> AveragedNetwork:
     """A copy of `net` that samples with standing BatchNorm statistics (GAN.generate computes
     them for its weights)."""
@@ -210,6 +221,11 @@ def main() -> None:
     else:
         buffers = model.ema.settings.buffers
         rows.append((f"{made}, EMA network (buffers: {buffers})", sampling, steps))
+        for half_life, net in model.ema.copies():  # the EMA-length curve: every kept length
+            if net is not model.ema.selected:
+                with ema_length(model, half_life):
+                    images = generate(model, inputs, args.size)
+                rows.append((f"{made}, EMA half-life {half_life:g} images", images, steps))
         if gan and buffers != "standing" and has_batch_stats(model.ema.net):
             with sampling_with(model, with_standing_stats(model, model.ema.net)):
                 standing = generate(model, inputs, args.size)
@@ -265,7 +281,9 @@ def sampler_of(model: L.LightningModule) -> str:
         return "one generator pass"
     if model.sampler == "ddpm":
         return f"DDPM, {model.process.timesteps} steps"
-    return f"DDIM, {model.sampling_steps or min(50, model.process.timesteps)} steps"
+    steps = model.sampling_steps or min(50, model.process.timesteps)
+    evaluations = 2 * steps - 1 if model.sampler == "heun" else steps
+    return f"{model.sampler}, {steps} steps ({evaluations} network evaluations)"
 
 
 def pick_photos(photos: torch.Tensor, num: int) -> torch.Tensor:

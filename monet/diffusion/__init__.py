@@ -4,8 +4,19 @@ None of it knows about Lightning, and none of it owns a network: the process and
 the denoiser `net` as an argument.
 """
 
+from monet.diffusion.edm import EDMDiffusion, measure_sigma_data
 from monet.diffusion.process import GaussianDiffusion, extract
-from monet.diffusion.samplers import ddim_sample, ddim_timesteps, ddpm_sample, sample
+from monet.diffusion.samplers import (
+    SAMPLERS,
+    check_sampler,
+    ddim_sample,
+    ddim_timesteps,
+    ddpm_sample,
+    dpmpp_2m_sample,
+    heun_sample,
+    karras_sigmas,
+    sample,
+)
 from monet.diffusion.schedules import (
     SCHEDULES,
     cosine_betas,
@@ -16,8 +27,15 @@ from monet.diffusion.schedules import (
 )
 
 __all__ = [
+    "SAMPLERS",
     "SCHEDULES",
+    "EDMDiffusion",
     "GaussianDiffusion",
+    "check_sampler",
+    "dpmpp_2m_sample",
+    "heun_sample",
+    "karras_sigmas",
+    "measure_sigma_data",
     "cosine_betas",
     "ddim_sample",
     "ddim_timesteps",

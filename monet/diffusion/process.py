@@ -128,6 +128,13 @@ class GaussianDiffusion(nn.Module):
         # A float64 CPU copy, not a buffer (some devices have no float64), for samplers that
         # take ratios of alpha-bars close to 1, such as DDIM's sigma.
         self.alphas_cumprod64 = alphas_cumprod
+        # The same process in sigma form (Karras et al. 2022, Eq. 2 and Table 1, "VP"):
+        # x = x_t / sqrt(alpha-bar_t) is the clean image plus noise of std sigma_t =
+        # sqrt((1 - alpha-bar_t) / alpha-bar_t). Infinite at zero terminal SNR: kept finite here.
+        sigmas = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+        finite = sigmas[sigmas.isfinite()]
+        self.register_buffer("log_sigmas", finite.log().float(), persistent=False)
+        self.sigma_min, self.sigma_max = float(finite[0]), float(finite[-1])
 
     # Forward process ------------------------------------------------------------------------
 
@@ -154,17 +161,23 @@ class GaussianDiffusion(nn.Module):
         )
 
     def loss(
-        self, net: nn.Module, x0: Tensor, t: Tensor | None = None, noise: Tensor | None = None
+        self,
+        net: nn.Module,
+        x0: Tensor,
+        t: Tensor | None = None,
+        noise: Tensor | None = None,
+        generator: torch.Generator | None = None,
     ) -> Tensor:
         """The scalar training loss of `net` on clean images x0 (B, C, H, W) in [-1, 1].
 
-        t defaults to steps drawn uniformly from [0, T) and noise to standard normal noise.
+        t defaults to steps drawn uniformly from [0, T) and noise to standard normal noise, both
+        from `generator` where given (a fixed validation draw).
         """
         b = x0.shape[0]
         if t is None:
-            t = torch.randint(0, self.timesteps, (b,), device=x0.device)
+            t = torch.randint(0, self.timesteps, (b,), device=x0.device, generator=generator)
         if noise is None:
-            noise = torch.randn_like(x0)
+            noise = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
         x_t = self.q_sample(x0, t, noise)
         out = net(x_t, t).float()  # the loss stays in float32 under autocast
         diff = out - self.target(x0, t, noise).float()
@@ -212,6 +225,30 @@ class GaussianDiffusion(nn.Module):
             x0 = x0.clamp(-1, 1)
             eps = self.predict_eps_from_x0(x_t, t, x0)
         return x0, eps
+
+    # Sigma form: what the samplers of Karras et al. and DPM-Solver++ step through ----------
+
+    def sigma_to_t(self, sigma: Tensor) -> Tensor:
+        """The fractional step t whose sigma_t is `sigma`, linear in log sigma between two
+        steps (k-diffusion's discrete schedules); clamped to the schedule's finite range."""
+        log_sigmas = self.log_sigmas
+        log_sigma = sigma.float().log().clamp(log_sigmas[0], log_sigmas[-1])
+        hi = torch.searchsorted(log_sigmas, log_sigma).clamp(1, len(log_sigmas) - 1)
+        lo_val, hi_val = log_sigmas[hi - 1], log_sigmas[hi]
+        return (hi - 1) + (log_sigma - lo_val) / (hi_val - lo_val)
+
+    def denoise(self, net: nn.Module, x: Tensor, sigma: Tensor) -> Tensor:
+        """`net`'s estimate of the clean image from x = x0 + sigma eps (sigma: (B,)), whatever
+        its objective: the network sees x_t = sqrt(alpha-bar) x at its fractional step."""
+        s = sigma.to(x.dtype).view(-1, *([1] * (x.ndim - 1)))
+        a = (1 + s**2).rsqrt()  # sqrt(alpha-bar); sigma a = sqrt(1 - alpha-bar)
+        x_t = a * x
+        out = net(x_t, self.sigma_to_t(sigma)).to(x.dtype)
+        if self.objective == "eps":
+            return x - s * out  # x_0 = (x_t - sqrt(1 - alpha-bar) eps) / sqrt(alpha-bar)
+        if self.objective == "x0":
+            return out
+        return a * (x_t - s * out)  # Salimans & Ho 2022: x_0 = a x_t - sqrt(1 - a²) v
 
     def posterior(self, x0: Tensor, x_t: Tensor, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Mean, variance and clipped log-variance of q(x_{t-1} | x_t, x_0); var is (B, 1, 1, 1)."""

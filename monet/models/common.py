@@ -65,7 +65,7 @@ class GenerativeModule(L.LightningModule):
     @property
     def sampling_net(self) -> nn.Module:
         """The network that samples: the EMA copy when there is one, else the live one."""
-        return self.ema.net if self.ema is not None else getattr(self, self.averaged)
+        return self.ema.selected if self.ema is not None else getattr(self, self.averaged)
 
     def images_per_step(self, batch_size: int) -> int:
         """The images one optimizer step sees: `batch_size` per device and batch, summed over
@@ -144,7 +144,7 @@ class GenerativeModule(L.LightningModule):
         on the EMA copy as on the network it averages."""
         nets = [(name, getattr(self, name)) for name in self.networks]
         if self.ema is not None:
-            nets.append((self.averaged, self.ema.net))
+            nets += [(self.averaged, net) for _, net in self.ema.copies()]
         for name, net in nets:
             if self.channels_last:
                 net.to(memory_format=torch.channels_last)

@@ -9,7 +9,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
 from monet import seeding
-from monet.diffusion import GaussianDiffusion, sample
+from monet.diffusion import EDMDiffusion, GaussianDiffusion, check_sampler, sample
+from monet.errors import ConfigError
 from monet.models.common import GenerativeModule, build_optimizer, check_range
 from monet.models.ema import EMA, AveragedNetwork
 
@@ -25,10 +26,15 @@ class Diffusion(GenerativeModule):
 
     Args:
         denoiser: any module with ``forward(x, t)``; it should carry ``image_size``.
-        process: the Gaussian diffusion (schedule, T, objective, loss).
-        sampler: ``ddpm`` (all T steps) or ``ddim``.
-        sampling_steps: DDIM's step count (ignored by DDPM).
+        process: the discrete Gaussian diffusion (schedule, T, objective, loss) or EDM-form
+            training (`EDMDiffusion`: preconditioning, log-normal sigmas).
+        sampler: ``ddpm`` (all T steps) and ``ddim`` on the discrete schedule; ``heun`` (EDM's
+            2nd-order sampler, 2 x steps - 1 network evaluations) and ``dpmpp_2m``
+            (DPM-Solver++(2M), one a step) on Karras sigmas, for either process.
+        sampling_steps: the solver's steps (ignored by DDPM); grids and metrics use the same
+            sampler and steps unless their callback sets other steps.
         eta: DDIM's noise scale: 0 is deterministic, 1 is DDPM-like.
+        churn: Heun's stochastic churn (EDM's S_churn): 0 is deterministic.
         sample_batch_size: images denoised at a time when sampling.
         ema: how the EMA copy of the denoiser that samples follows it (a half-life in
             images, or the library's per-update decay and cadence); null turns EMA off.
@@ -45,10 +51,11 @@ class Diffusion(GenerativeModule):
     def __init__(
         self,
         denoiser: nn.Module,
-        process: GaussianDiffusion | None = None,
-        sampler: Literal["ddpm", "ddim"] = "ddpm",
+        process: GaussianDiffusion | EDMDiffusion | None = None,
+        sampler: Literal["ddpm", "ddim", "heun", "dpmpp_2m"] = "ddpm",
         sampling_steps: int | None = None,
         eta: float = 0.0,
+        churn: float = 0.0,
         sample_batch_size: int = 64,
         ema: EMA | None = DEFAULT_EMA,
         optimizer: OptimizerCallable = torch.optim.Adam,
@@ -63,10 +70,15 @@ class Diffusion(GenerativeModule):
         )  # the EMA settings are in the run's config.yaml; checkpoints hold plain types
         self.denoiser = denoiser
         self.process = process if process is not None else GaussianDiffusion()
-        check_range("sampling_steps", sampling_steps, 1, self.process.timesteps)
+        try:
+            check_sampler(self.process, sampler, sampling_steps)
+        except ConfigError as err:
+            raise ConfigError(f"model.init_args.sampler / sampling_steps: {err}") from None
         check_range("eta", eta, 0.0)
+        check_range("churn", churn, 0.0)
         check_range("sample_batch_size", sample_batch_size, 1)
         self.sampler, self.sampling_steps, self.eta = sampler, sampling_steps, eta
+        self.churn = churn
         self.sample_batch_size = sample_batch_size
         self.ema = AveragedNetwork(denoiser, ema) if ema is not None else None
         self.batch_size = 1  # images per device in the latest training batch
@@ -82,14 +94,15 @@ class Diffusion(GenerativeModule):
     def generate(
         self, noise: torch.Tensor, steps: int | None = None, progress: bool = False
     ) -> torch.Tensor:
-        """Images in [-1, 1] from starting noise x_T, with the EMA weights where present: with
-        the config's sampler, or with DDIM in `steps` steps where given (metrics, grids).
+        """Images in [-1, 1] from starting noise x_T, with the EMA weights where present, with
+        the config's sampler in its steps, or in `steps` where given (metrics, grids; DDPM,
+        which always takes all T steps, is then replaced by DDIM).
 
         The per-step noise of DDPM (and DDIM with eta > 0) comes from one generator per image,
         seeded from that image's x_T: image i depends on its own x_T alone, whatever the batch
         or devices, and sampling never draws from the training's random streams.
         """
-        sampler = "ddim" if steps else self.sampler
+        sampler = "ddim" if steps and self.sampler == "ddpm" else self.sampler
         steps = None if sampler == "ddpm" else steps or self.sampling_steps
         generators = [torch.Generator().manual_seed(seeding.tensor_seed(x)) for x in noise.cpu()]
         trainer = self._trainer  # SIGTERM (Lightning's flag) stops sampling between two steps
@@ -104,6 +117,7 @@ class Diffusion(GenerativeModule):
             progress,
             generators,
             stop=(lambda: trainer.received_sigterm) if trainer is not None else None,
+            churn=self.churn,
         )
         return x.float().clamp(-1, 1)
 
@@ -122,11 +136,9 @@ class Diffusion(GenerativeModule):
         return loss
 
     def validation_step(self, x0: torch.Tensor, batch_idx: int) -> None:
-        # The same t and noise for a batch every time, so val/loss moves only with the weights.
+        # The same noise levels and noise for a batch every time: val/loss moves with the weights.
         gen = seeding.generator(batch_idx, device=self.device)
-        t = torch.randint(0, self.process.timesteps, (len(x0),), generator=gen, device=self.device)
-        noise = torch.randn(x0.shape, generator=gen, device=self.device)
-        loss = self.process.loss(self.sampling_net, x0, t, noise)
+        loss = self.process.loss(self.sampling_net, x0, generator=gen)
         self.log("val/loss", loss, prog_bar=True, sync_dist=True)
 
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:

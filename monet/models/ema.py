@@ -9,6 +9,7 @@ dict), its settings and its BatchNorm handling.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -43,6 +44,11 @@ class EMA:
             batches in train mode); ``average``: the live statistics averaged like the weights;
             ``copy``: the live statistics as they are (they belong to other weights).
         standing_batches: noise batches for ``standing`` statistics.
+        lengths: more half-lives (images) averaged beside `half_life` during training, so the
+            averaging length can be chosen after it (EDM2's post-hoc EMA, as a set of kept
+            lengths): each is one more copy of the network.
+        use: the kept half-life that samples (grids, metrics, `predict`); null: `half_life`.
+            Set it on the command line to sample a finished run with another length.
     """
 
     half_life: float | None = 10_000
@@ -52,6 +58,8 @@ class EMA:
     start: int = 0
     buffers: Literal["standing", "average", "copy"] = "average"
     standing_batches: int = 8
+    lengths: list[float] = dataclasses.field(default_factory=list)
+    use: float | None = None
 
     def __post_init__(self) -> None:
         if (self.half_life is None) == (self.decay is None):
@@ -72,12 +80,35 @@ class EMA:
             )
         if self.buffers not in ("standing", "average", "copy"):
             raise ConfigError(f"model ema.buffers={self.buffers!r}: use standing, average or copy.")
+        if (self.lengths or self.use is not None) and self.half_life is None:
+            raise ConfigError(
+                "model ema.lengths and ema.use are half-lives in images: give half_life, not decay."
+            )
+        if any(length <= 0 for length in self.lengths):
+            raise ConfigError(f"model ema.lengths={self.lengths} must be > 0 (images).")
+        if self.use is not None and self.use not in self.kept:
+            raise ConfigError(
+                f"model ema.use={self.use:g} is not a kept averaging length: use one of "
+                f"{', '.join(f'{h:g}' for h in self.kept)} (ema.half_life and ema.lengths)."
+            )
 
-    def beta(self, step: int, images_per_step: int, seen: int | None = None) -> float | None:
+    @property
+    def kept(self) -> list[float]:
+        """Every averaged half-life: `half_life` first, then `lengths`."""
+        return [self.half_life, *self.lengths] if self.half_life is not None else []
+
+    def beta(
+        self,
+        step: int,
+        images_per_step: int,
+        seen: int | None = None,
+        half_life: float | None = None,
+    ) -> float | None:
         """The weight the average keeps at optimizer `step` (1-based), or None to skip it.
 
         0 copies the live weights (until `start`); `images_per_step` is the global batch and
-        `seen` the images up to and including this step (default: `step` such batches).
+        `seen` the images up to and including this step (default: `step` such batches);
+        `half_life` one of the kept lengths (default: `self.half_life`).
         """
         if step <= self.start:
             return 0.0
@@ -86,7 +117,7 @@ class EMA:
         if self.decay is not None:
             updates = (step - self.start) // self.every
             return min(self.decay, 1 - (1 + updates) ** (-2 / 3))
-        half_life = self.half_life
+        half_life = half_life or self.half_life
         if self.rampup is not None:
             seen = step * images_per_step if seen is None else seen
             half_life = min(half_life, seen * self.rampup)
@@ -112,10 +143,12 @@ class AveragedNetwork(nn.Module):
     """The EMA copy of a network that samples, with its clock and BatchNorm handling.
 
     `update(live, images)` takes one optimizer step of the average (`images`: the global batch
-    of that step). `refresh(inputs)` gives the copy standing BatchNorm statistics for its
-    current weights when the settings ask for them (and does nothing when they are current);
-    callers say when, before they sample. Reading `net` has no side effects. The clock is
-    saved with the weights (``ema._extra_state``), so a resumed run averages on as before.
+    of that step), of `net` and of each copy in `kept` (one per extra length of the settings);
+    `selected` is the copy that samples (`settings.use`). `refresh(inputs)` gives that copy
+    standing BatchNorm statistics for its current weights when the settings ask for them (and
+    does nothing when they are current); callers say when, before they sample. Reading `net`
+    has no side effects. The clock is saved with the weights (``ema._extra_state``), so a
+    resumed run averages on as before.
 
     Args:
         live: the network to average; the copy starts equal to it and never trains.
@@ -133,12 +166,24 @@ class AveragedNetwork(nn.Module):
             )
         self.settings = settings
         self.net = copy.deepcopy(live).requires_grad_(False)
+        # one more copy per extra half-life, keyed by it ("5000", "2500_5")
+        self.kept = nn.ModuleDict(
+            {length_key(h): copy.deepcopy(self.net) for h in settings.lengths}
+        )
         self.steps = 0  # optimizer steps averaged
         self.images: int | None = 0  # images seen (None: a checkpoint that counted steps only)
         self._standing_at: int | None = None  # the `steps` standing statistics belong to
 
-    def forward(self, *args: Any) -> Any:
-        return self.net(*args)
+    @property
+    def selected(self) -> nn.Module:
+        """The copy that samples: the one of `settings.use`, else `net` (`half_life`)."""
+        use = self.settings.use
+        return self.net if use in (None, self.settings.half_life) else self.kept[length_key(use)]
+
+    def copies(self) -> list[tuple[float | None, nn.Module]]:
+        """(half-life, copy) for every averaged copy: `net` first (None under `decay`)."""
+        first = [(self.settings.half_life, self.net)]
+        return first + [(h, self.kept[length_key(h)]) for h in self.settings.lengths]
 
     @torch.no_grad()
     def update(self, live: nn.Module, images: int) -> None:
@@ -147,14 +192,15 @@ class AveragedNetwork(nn.Module):
             self.images = self.steps * images
         self.steps += 1
         self.images += images
-        beta = self.settings.beta(self.steps, images, self.images)
-        if beta is not None:
-            update_ema_(self.net, live, beta, self.settings.buffers)
+        for half_life, net in self.copies():
+            beta = self.settings.beta(self.steps, images, self.images, half_life)
+            if beta is not None:
+                update_ema_(net, live, beta, self.settings.buffers)
 
     def refresh(self, inputs: Callable[[torch.Generator], torch.Tensor]) -> None:
         """Standing BatchNorm statistics for the current weights, when the settings ask."""
         if self.settings.buffers == "standing" and self._standing_at != self.steps:
-            standing_stats_(self.net, inputs, self.settings.standing_batches)
+            standing_stats_(self.selected, inputs, self.settings.standing_batches)
             self._standing_at = self.steps
 
     def get_extra_state(self) -> dict[str, int | None]:
@@ -163,6 +209,11 @@ class AveragedNetwork(nn.Module):
     def set_extra_state(self, state: dict[str, int | None]) -> None:
         self.steps, self.images = state["steps"], state["images"]
         self._standing_at = None
+
+
+def length_key(half_life: float) -> str:
+    """A half-life as a module name: 5000 -> "5000", 2500.5 -> "2500_5"."""
+    return f"{half_life:g}".replace(".", "_")
 
 
 def upgrade_checkpoint(checkpoint: dict[str, Any], averaged: str) -> None:

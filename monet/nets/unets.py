@@ -386,6 +386,11 @@ def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return tokens_to_image(F.linear(x.permute(0, 2, 3, 1), weight, conv.bias))
 
 
+def residual_attention(attn: nn.Module, x: Tensor) -> Tensor:
+    """x + attn(x); a level without attention (nn.Identity) passes x through."""
+    return x if isinstance(attn, nn.Identity) else attn(x) + x
+
+
 class LibUnet(nn.Module):
     """lucidrains' denoising-diffusion-pytorch `Unet` design, in this package's own code.
 
@@ -394,6 +399,9 @@ class LibUnet(nn.Module):
     as the equivalent 2x2 stride-2 conv); full attention between two ResNet blocks in the
     middle; the mirror path up with skip connections from every block and nearest-neighbour 2x
     upsampling + 3x3 conv; a final ResNet block on the stem's features and a 1x1 conv out.
+
+    `blocks` sets the ResNet blocks per level (lucidrains: 2) and `attn_from_level` the first
+    level with attention (0: every level, lucidrains'), both to shape a small U-Net for speed.
 
     The defaults (dim 64, mults (1, 2, 4, 8), 4 heads of 32) give the parameter count of
     lucidrains' `Unet(dim=64, dim_mults=(1, 2, 4, 8))` within 0.1%. Where lucidrains' 2.x
@@ -423,8 +431,15 @@ class LibUnet(nn.Module):
         dropout: float = 0.0,
         channels_last: bool = True,
         fp32_if_bf16_emulated: bool = True,
+        blocks: int = 2,
+        attn_from_level: int = 0,
     ) -> None:
         super().__init__()
+        if blocks < 1 or not 0 <= attn_from_level <= len(dim_mults):
+            raise ConfigError(
+                f"LibUnet blocks={blocks} must be >= 1 and attn_from_level={attn_from_level} "
+                f"between 0 and len(dim_mults)={len(dim_mults)}."
+            )
         self.factor = 2 ** (len(dim_mults) - 1)
         check_image_size("LibUnet", image_size, multiple_of=self.factor)
         self.image_size, self.channels, self.channels_last = image_size, channels, channels_last
@@ -438,6 +453,8 @@ class LibUnet(nn.Module):
             return ResnetBlock(d_in, d_out, time_dim, groups, dropout)
 
         def attn(width: int, level: int) -> nn.Module:
+            if level < attn_from_level:
+                return nn.Identity()  # no attention at this resolution
             full = full_attn_at_bottleneck and level == n - 1
             return (Attention if full else LinearAttention)(width, attn_heads, attn_dim_head)
 
@@ -454,8 +471,7 @@ class LibUnet(nn.Module):
             self.downs.append(
                 nn.ModuleList(
                     [
-                        res(d_in, d_in),
-                        res(d_in, d_in),
+                        *(res(d_in, d_in) for _ in range(blocks)),
                         attn(d_in, i),
                         nn.Conv2d(d_in, d_out, 3, padding=1)
                         if last
@@ -472,8 +488,7 @@ class LibUnet(nn.Module):
             self.ups.append(
                 nn.ModuleList(
                     [
-                        res(d_out + d_in, d_out),
-                        res(d_out + d_in, d_out),
+                        *(res(d_out + d_in, d_out) for _ in range(blocks)),
                         attn(d_out, i),
                         nn.Conv2d(d_out, d_in, 3, padding=1) if first else Upsample(d_out, d_in),
                     ]
@@ -500,20 +515,19 @@ class LibUnet(nn.Module):
         r = x
         t_act = F.silu(self.time_mlp(t))  # every ResNet block's time MLP starts with SiLU
         skips = []
-        for block1, block2, attn, down in self.downs:
-            x = block1(x, t_act)
-            skips.append(x)
-            x = block2(x, t_act)
-            x = attn(x) + x
-            skips.append(x)
+        for *blocks, attn, down in self.downs:
+            for i, block in enumerate(blocks):
+                x = block(x, t_act)
+                if i == len(blocks) - 1:
+                    x = residual_attention(attn, x)
+                skips.append(x)
             x = down(x)
         x = self.mid_block1(x, t_act)
         x = self.mid_attn(x) + x
         x = self.mid_block2(x, t_act)
-        for block1, block2, attn, up in self.ups:
-            x = block1(torch.cat((x, skips.pop()), dim=1), t_act)
-            x = block2(torch.cat((x, skips.pop()), dim=1), t_act)
-            x = attn(x) + x
-            x = up(x)
+        for *blocks, attn, up in self.ups:
+            for block in blocks:
+                x = block(torch.cat((x, skips.pop()), dim=1), t_act)
+            x = up(residual_attention(attn, x))
         x = self.final_res_block(torch.cat((x, r), dim=1), t_act)
         return pointwise(self.final_conv, x).contiguous()  # (B, C, H, W) in the default layout
