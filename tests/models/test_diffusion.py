@@ -119,3 +119,32 @@ def test_sampling_is_seeded_per_image_and_leaves_the_training_rng_alone(sampler,
     again = model.predict_step(seeds[:1], 0)
     torch.testing.assert_close(again, four_two[:1], rtol=0, atol=1e-3)
     assert not torch.allclose(four_two[0], four_two[1])  # each image its own noise
+
+
+def test_edm_training_with_heun_through_a_real_fit(kaggle_dir, tmp_path):
+    from monet.diffusion import EDMDiffusion
+
+    net = LibUnet(image_size=32, dim=8, dim_mults=(1, 2), attn_heads=2, attn_dim_head=8)
+    model = Diffusion(net, EDMDiffusion(sigma_data=0.42), "heun", 3, churn=1.0)
+    fit(model, kaggle_dir, tmp_path, max_steps=2)
+    noise = model.sample_noise(2, torch.Generator().manual_seed(0))
+    images = model.generate(noise)
+    assert images.shape == (2, 3, 32, 32) and images.abs().max() <= 1
+    torch.testing.assert_close(model.generate(noise), images)  # churn seeded per image
+    assert not torch.allclose(model.generate(noise, steps=2), images)  # grids' own steps
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"sampler": "ddim"}, r"sampler / sampling_steps: sampler 'ddim' steps through a discrete"),
+        ({"sampler": "euler"}, r"unknown sampler 'euler': use one of 'ddpm', 'ddim', 'heun'"),
+        ({"sampler": "heun", "churn": -1}, r"churn=-1 must be at least 0"),
+    ],
+)
+def test_sampler_options_are_refused_at_construction_naming_the_key(kw, message):
+    from monet.diffusion import EDMDiffusion
+
+    net = LibUnet(image_size=32, dim=8, dim_mults=(1, 2), attn_heads=2, attn_dim_head=8)
+    with pytest.raises(ConfigError, match=message):
+        Diffusion(net, EDMDiffusion(), **kw)

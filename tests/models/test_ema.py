@@ -203,3 +203,58 @@ def test_a_diffusion_checkpoint_from_before_loads_with_its_ema_and_clock():
     again.on_load_checkpoint(ckpt)
     again.load_state_dict(ckpt["state_dict"])
     assert again.ema.steps == 5 and not hasattr(again, "generator_steps")
+
+
+def test_kept_lengths_each_average_as_their_own_ema_and_use_picks_one():
+    torch.manual_seed(0)
+    live = torch.nn.Linear(4, 4)
+    lengths = EMA(half_life=100, rampup=None, lengths=[40, 400])
+    kept = AveragedNetwork(live, lengths)
+    alone = {h: AveragedNetwork(live, EMA(half_life=h, rampup=None)) for h in (100, 40, 400)}
+    for _ in range(5):
+        with torch.no_grad():
+            live.weight.add_(torch.randn(4, 4))
+        kept.update(live, 8)
+        for a in alone.values():
+            a.update(live, 8)
+    for half_life, net in kept.copies():
+        assert torch.equal(net.weight, alone[half_life].net.weight)
+    assert kept.selected is kept.net  # `half_life` samples by default
+    assert not torch.equal(kept.kept["40"].weight, kept.kept["400"].weight)
+    kept.settings = EMA(half_life=100, rampup=None, lengths=[40, 400], use=400)
+    assert kept.selected is kept.kept["400"]
+    # the copies travel in the state dict and come back
+    restored = AveragedNetwork(live, lengths)
+    restored.load_state_dict(kept.state_dict())
+    assert torch.equal(restored.kept["40"].weight, kept.kept["40"].weight)
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({"half_life": 100, "lengths": [50], "use": 70}, r"ema.use=70 is not a kept.*100, 50"),
+        ({"half_life": None, "decay": 0.9, "lengths": [50]}, "give half_life, not decay"),
+        ({"half_life": 100, "lengths": [-5]}, r"lengths=\[-5\] must be > 0"),
+    ],
+)
+def test_bad_lengths_are_refused(kw, message):
+    with pytest.raises(ConfigError, match=message):
+        EMA(**kw)
+
+
+def test_a_finished_diffusion_run_samples_with_another_kept_length(kaggle_dir, tmp_path):
+    from monet.diffusion import GaussianDiffusion
+    from monet.nets import LibUnet
+
+    def model(use=None):
+        net = LibUnet(image_size=32, dim=8, dim_mults=(1, 2), attn_heads=2, attn_dim_head=8)
+        ema = EMA(half_life=50, rampup=None, lengths=[10], use=use)
+        return Diffusion(net, GaussianDiffusion(timesteps=20), "dpmpp_2m", 3, ema=ema)
+
+    trained = model()
+    quick_fit(trained, kaggle_dir, tmp_path, max_steps=3)
+    other = model(use=10)
+    other.load_state_dict(trained.state_dict())
+    noise = trained.sample_noise(2, torch.Generator().manual_seed(0))
+    assert other.sampling_net is other.ema.kept["10"]
+    assert not torch.allclose(trained.generate(noise), other.generate(noise))

@@ -282,3 +282,28 @@ def test_small_lib_unet_overfits_eight_images():
         opt.step()
     after = held_loss()
     assert after < 0.4 * before, (before, after)
+
+
+def test_lib_unet_shaped_for_speed_keeps_its_output_and_default_keys():
+    full = LibUnet(image_size=32, dim=8, dim_mults=(1, 2, 4), attn_heads=2, attn_dim_head=8)
+    fast = LibUnet(
+        image_size=32,
+        dim=8,
+        dim_mults=(1, 2, 4),
+        attn_heads=2,
+        attn_dim_head=8,
+        blocks=1,
+        attn_from_level=1,
+    )
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([3.0, 500.5])  # fractional steps too
+    assert fast(x, t).shape == full(x, t).shape == (2, 3, 32, 32)
+    # one block a level: a down level holds block, attention, downsample; no attention at 32 px
+    assert len(fast.downs[0]) == 3 and isinstance(fast.downs[0][1], nn.Identity)
+    assert not isinstance(fast.downs[1][1], nn.Identity)
+    assert sum(p.numel() for p in fast.parameters()) < sum(p.numel() for p in full.parameters())
+    # the default shape keeps the state_dict keys checkpoints were written with
+    assert (
+        "downs.0.2.to_qkv.weight" in full.state_dict() and "downs.0.3.weight" in full.state_dict()
+    )
+    with pytest.raises(ConfigError, match="blocks=0 must be >= 1"):
+        LibUnet(image_size=32, dim=8, dim_mults=(1, 2), blocks=0)
