@@ -165,9 +165,15 @@ class MonetCLI(LightningCLI):
     before_fit = before_validate = before_test = resolve_checkpoint
 
     def before_predict(self) -> None:
+        """Everything checked before the first image: the output, the checkpoint, then the
+        photos to translate (never the export's own output) and the plan of files."""
         export = self.config_init[self.subcommand]["export"]
-        export.check_output()  # before the photos are read or anything is generated
+        export.check_output()
         self.resolve_checkpoint()
+        if isinstance(self.datamodule, MonetDataModule):
+            self.datamodule.exclude = export.writes
+            self.datamodule.setup("predict")
+        export.plan(self.datamodule)
         self.trainer.callbacks.append(export)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -178,7 +184,7 @@ class MonetCLI(LightningCLI):
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (TypeError, ValueError, MisconfigurationException) as err:  # Lightning's checks
-            raise ConfigError(trainer_error(err, config["trainer"])) from None
+            raise ConfigError(trainer_error(err, config["trainer"].as_dict())) from None
         if not config.get("inception", True):
             for callback in trainer.callbacks:
                 if isinstance(callback, EvalMetrics):
@@ -205,7 +211,7 @@ DEVICE_KEYS = ("accelerator", "devices", "strategy", "num_nodes")
 NAMED_IN_ERRORS = {"max_time": "Timer(duration=", "precision": "Precision '"}
 
 
-def trainer_error(err: Exception, trainer: Any) -> str:
+def trainer_error(err: Exception, trainer: dict[str, Any]) -> str:
     """Lightning's error while building the Trainer, as one line naming the option it came
     from (the device settings only for a device error)."""
     message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
