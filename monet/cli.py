@@ -7,9 +7,12 @@ every network. `main` turns those errors into exit code 2 and SIGTERM into 143.
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -280,8 +283,32 @@ def check_checkpoint(path: Path, model: LightningModule) -> None:
         )
 
 
+class _NoAdverts(logging.Filter):
+    """Lightning's "Tip: try installing litlogger / litmodels" lines: nothing to act on here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip:" not in record.getMessage()
+
+
+def quiet_console() -> None:
+    """No warning or log line a user cannot act on, in `make demo` or any run: what Lightning
+    warns about its own internals, through the switches the libraries offer."""
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # in Lightning's calls
+    for message in (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # torch's pytree, in Lightning
+        # every resume writes a new version folder: the best checkpoint starts afresh there
+        r"The dirpath has changed from",
+    ):
+        warnings.filterwarnings("ignore", message)
+    for package in ("lightning.pytorch", "lightning.fabric"):  # where rank_zero_info logs
+        logger = logging.getLogger(f"{package}.utilities.rank_zero")
+        if not any(isinstance(f, _NoAdverts) for f in logger.filters):
+            logger.addFilter(_NoAdverts())
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Build (and with `run`, execute) the CLI; `args` replaces sys.argv so tests call it."""
+    quiet_console()
     return MonetCLI(
         LightningModule,
         MonetDataModule,
