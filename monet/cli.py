@@ -156,8 +156,9 @@ class MonetCLI(LightningCLI):
         found.sort(key=lambda p: p.stat().st_mtime)
         if not found:
             what = "last.ckpt" if asked == "last" else "best checkpoint"
+            verb = "resume" if self.subcommand == "fit" else "load"
             raise ConfigError(
-                f"--ckpt_path {asked}: no {what} under {root}, so there is nothing to load; "
+                f"--ckpt_path {asked}: no {what} under {root}, so there is nothing to {verb}; "
                 "drop --ckpt_path to start afresh, or give the checkpoint file itself."
             )
         check_checkpoint(found[-1], self.model)
