@@ -7,8 +7,12 @@ every network. `main` turns those errors into exit code 2 and SIGTERM into 143.
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,8 @@ from monet.malloc import keep_freed_memory
 from monet.models.common import GenerativeModule
 from monet.models.ema import upgrade_checkpoint
 from monet.rundir import run_dir
+
+NAMED_CHECKPOINTS = ("last", "best")  # found in the experiment's folders (`resolve_checkpoint`)
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -63,12 +69,35 @@ class MonetCLI(LightningCLI):
         super().__init__(*args, parser_class=MonetParser, **kwargs)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        """Config files first: a YAML error names the file, line and column."""
+        """Config files first: a YAML error names the file, line and column. A checkpoint file
+        given as --ckpt_path is checked here: readable, and of the family, network and size the
+        config builds."""
         given = sys.argv[1:] if args is None else args
         if isinstance(given, list):
             for path in config_paths(given):
                 check_config_file(path)
         super().parse_arguments(parser, args)
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        path = config.get("ckpt_path")
+        if path not in (None, *NAMED_CHECKPOINTS):
+            configs = [str(c) for c in config.get("config") or []]
+            by = configs[-1] if configs else "this config"
+            refuse_other_model(
+                Path(path), checkpoint_info(read_checkpoint(Path(path))), self._asked(config), by
+            )
+        # What the user typed is what runs: Lightning would now apply a checkpoint file's
+        # hyperparameters over these options (and only for a file, not `last`); they are put
+        # back before anything is built (`before_instantiate_classes`). A checkpoint brings
+        # weights and state.
+        self._typed = self.config.clone()
+
+    def before_instantiate_classes(self) -> None:
+        subcommand = self.config.get("subcommand")
+        seed = (self.config[subcommand] if subcommand else self.config).get("seed_everything")
+        self.config = self._typed
+        typed = self.config[subcommand] if subcommand else self.config
+        typed["seed_everything"] = seed  # as Lightning drew it (`seed_everything: true`)
 
     def add_arguments_to_parser(self, parser) -> None:
         # One source of truth: a link for each network slot the families have; a slot the
@@ -87,19 +116,6 @@ class MonetCLI(LightningCLI):
             "needed; SWD and near-copies still run and pick the best checkpoint",
         )
 
-    def _parse_ckpt_path(self) -> None:
-        """Lightning builds the model from the checkpoint's hyperparameters while parsing: check
-        first that the checkpoint is readable and of the family, network and size asked for."""
-        subcommand = self.config.get("subcommand")
-        path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if path not in (None, "last"):
-            held = checkpoint_info(read_checkpoint(Path(path)))
-            config = self.config[subcommand]
-            configs = [str(c) for c in config.get("config") or []]
-            by = configs[-1] if configs else "this config"
-            refuse_other_model(Path(path), held, self._asked(config), by)
-        super()._parse_ckpt_path()
-
     def _asked(self, config: Any) -> dict[str, Any]:
         """The family, main network and image size a parsed (not built) config asks for."""
         model, data = config.get("model"), config.get("data")
@@ -113,37 +129,55 @@ class MonetCLI(LightningCLI):
 
         return {"family": name(model), "network": name(net), "image_size": size}
 
-    def resolve_last_checkpoint(self) -> None:
+    def resolve_checkpoint(self) -> None:
         """`--ckpt_path last`: the newest last.ckpt of this experiment, across its versions, or
         the newer hpc_ckpt_N.ckpt that Lightning wrote on SLURM's signal before a requeue.
+        `--ckpt_path best`: the newest best checkpoint (`ModelCheckpoint`'s file) of the
+        experiment. Either is checked against the model before the first step.
 
         Lightning looks only in the new run's own (empty) version folder; a resumed job wants
         the one its previous attempt left.
         """
         config = self.config_init[self.subcommand]
-        if config.get("ckpt_path") not in (None, "last"):
-            check_checkpoint(Path(config["ckpt_path"]), self.model)
-        if config.get("ckpt_path") != "last":
+        asked = config.get("ckpt_path")
+        if asked not in NAMED_CHECKPOINTS:
+            if asked is not None:
+                check_checkpoint(Path(asked), self.model)
             return
         root = run_dir(self.trainer).parent  # every version of this experiment
-        # and the checkpoint Lightning saves on SLURM's pre-emption signal before a requeue
-        hpc = Path(self.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
-        found = sorted([*root.glob("**/last.ckpt"), *hpc], key=lambda p: p.stat().st_mtime)
+        if asked == "last":
+            # and the checkpoint Lightning saves on SLURM's pre-emption signal before a requeue
+            hpc = Path(self.trainer.default_root_dir).glob("hpc_ckpt_*.ckpt")
+            found = [*root.glob("**/last.ckpt"), *hpc]
+        else:
+            best = self.trainer.checkpoint_callback
+            prefix = (getattr(best, "filename", None) or "").split("{", 1)[0] or "epoch="
+            found = [p for p in root.glob("**/*.ckpt") if p.name.startswith(prefix)]
+        found.sort(key=lambda p: p.stat().st_mtime)
         if not found:
+            what = "last.ckpt" if asked == "last" else "best checkpoint"
+            verb = "resume" if self.subcommand == "fit" else "load"
             raise ConfigError(
-                f"--ckpt_path last: no last.ckpt under {root}, so there is nothing to resume; "
+                f"--ckpt_path {asked}: no {what} under {root}, so there is nothing to {verb}; "
                 "drop --ckpt_path to start afresh, or give the checkpoint file itself."
             )
         check_checkpoint(found[-1], self.model)
         config["ckpt_path"] = str(found[-1])
-        print(f"monet: resuming from {found[-1]}", file=sys.stderr)
+        verb = "resuming from" if self.subcommand == "fit" else "loading"
+        print(f"monet: {verb} {found[-1]}", file=sys.stderr)
 
-    before_fit = before_validate = before_test = resolve_last_checkpoint
+    before_fit = before_validate = before_test = resolve_checkpoint
 
     def before_predict(self) -> None:
+        """Everything checked before the first image: the output, the checkpoint, then the
+        photos to translate (never the export's own output) and the plan of files."""
         export = self.config_init[self.subcommand]["export"]
-        export.check_output()  # before the photos are read or anything is generated
-        self.resolve_last_checkpoint()
+        export.check_output()
+        self.resolve_checkpoint()
+        if isinstance(self.datamodule, MonetDataModule):
+            self.datamodule.exclude = export.writes
+            self.datamodule.setup("predict")
+        export.plan(self.datamodule)
         self.trainer.callbacks.append(export)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
@@ -154,8 +188,7 @@ class MonetCLI(LightningCLI):
         try:
             trainer = super().instantiate_trainer(**kwargs)
         except (TypeError, ValueError, MisconfigurationException) as err:  # Lightning's checks
-            spec = {k: config["trainer"].get(k) for k in ("accelerator", "devices", "strategy")}
-            raise ConfigError(f"the trainer cannot start with {spec}: {err}") from None
+            raise ConfigError(trainer_error(err, config["trainer"].as_dict())) from None
         if not config.get("inception", True):
             for callback in trainer.callbacks:
                 if isinstance(callback, EvalMetrics):
@@ -175,6 +208,30 @@ class MonetCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+
+DEVICE_KEYS = ("accelerator", "devices", "strategy", "num_nodes")
+# Lightning's messages that do not spell the Trainer argument they come from
+NAMED_IN_ERRORS = {"max_time": "Timer(duration=", "precision": "Precision '"}
+
+
+def trainer_error(err: Exception, trainer: dict[str, Any]) -> str:
+    """Lightning's error while building the Trainer, as one line naming the option it came
+    from (the device settings only for a device error)."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    named = [k for k in trainer if re.search(rf"\b{re.escape(NAMED_IN_ERRORS.get(k, k))}", message)]
+    key = max(named, key=len) if named else None  # `max_time`, not `max` of `max_time`
+    if key == "max_time":
+        value = trainer.get(key)
+        return (
+            f'--trainer.max_time: {value!r} is not a duration; use DD:HH:MM:SS or {{"minutes": 20}}'
+        )
+    if key in DEVICE_KEYS or key is None and any(w in message for w in ("device", "GPU", "CUDA")):
+        spec = {k: trainer.get(k) for k in DEVICE_KEYS[:3]}
+        return f"the trainer cannot start with {spec}: {message}"
+    if key is None:
+        return f"the trainer cannot start: {message}"
+    return f"--trainer.{key} {trainer.get(key)!r}: {message}"
 
 
 def checkpoint_info(checkpoint: dict[str, Any]) -> dict[str, Any]:
@@ -227,8 +284,32 @@ def check_checkpoint(path: Path, model: LightningModule) -> None:
         )
 
 
+class _NoAdverts(logging.Filter):
+    """Lightning's "Tip: try installing litlogger / litmodels" lines: nothing to act on here."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "💡 Tip:" not in record.getMessage()
+
+
+def quiet_console() -> None:
+    """No warning or log line a user cannot act on, in `make demo` or any run: what Lightning
+    warns about its own internals, through the switches the libraries offer."""
+    os.environ.setdefault("JSONARGPARSE_DEPRECATION_WARNINGS", "off")  # in Lightning's calls
+    for message in (
+        r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # torch's pytree, in Lightning
+        # every resume writes a new version folder: the best checkpoint starts afresh there
+        r"The dirpath has changed from",
+    ):
+        warnings.filterwarnings("ignore", message)
+    for package in ("lightning.pytorch", "lightning.fabric"):  # where rank_zero_info logs
+        logger = logging.getLogger(f"{package}.utilities.rank_zero")
+        if not any(isinstance(f, _NoAdverts) for f in logger.filters):
+            logger.addFilter(_NoAdverts())
+
+
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Build (and with `run`, execute) the CLI; `args` replaces sys.argv so tests call it."""
+    quiet_console()
     return MonetCLI(
         LightningModule,
         MonetDataModule,

@@ -53,6 +53,8 @@ class WandbLogger(_WandbLogger):
             offline=self._auto_offline,
             **kwargs,
         )
+        # Lightning passes anonymous=None, which W&B warns has no effect: nothing to act on
+        self._wandb_init.pop("anonymous", None)
 
     def finalize(self, status: str) -> None:
         super().finalize(status)

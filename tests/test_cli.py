@@ -207,3 +207,89 @@ def test_a_checkpoint_of_another_model_is_refused_before_anything_is_built(
         "config."
     )
     assert not (tmp_path / "run").exists()  # nothing built, nothing written
+
+
+# -- every option checked before the first image, in one line naming the key -------------------
+
+WGAN = ROOT / "configs" / "wgan_gp.yaml"
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (["--export.size", "0"], "--export.size 0: give the side of the exported images"),
+        (["--export.quality", "0"], "--export.quality 0: JPEG quality is between 1 and 100"),
+        (["--export.format", "jpeg"], "export.format"),
+        (["--export.output", "OUT/painted.jpg"], "OUT/painted.jpg names a .jpg file, but"),
+        (["--export.output", "OUT/images.zip", "--export.size", "64"], "a Kaggle zip (OUT/"),
+        (
+            ["--export.output", "OUT/images.zip", "--data.predict_size", "100"],
+            "a Kaggle submission holds 7,000-10,000 images, and this predict makes 100;",
+        ),
+        (["--trainer.max_time", "20 minutes"], "--trainer.max_time: '20 minutes' is not a"),
+    ],
+)
+def test_predict_options_are_refused_in_one_line_before_anything_is_written(
+    options, message, kaggle_dir, tmp_path, capsys, monkeypatch
+):
+    out = tmp_path / "out"
+    options = [o.replace("OUT", str(out)) for o in options]
+    args = small(WGAN, kaggle_dir, tmp_path / "run", *shrink_nets(WGAN), *options)
+    line = one_line_error(["predict", *args], capsys, monkeypatch)
+    assert message.replace("OUT", str(out)) in line
+    assert not out.exists() and not (tmp_path / "run").exists()  # nothing written
+
+
+DDPM_SMALL = ROOT / "configs" / "ddpm_small.yaml"
+
+
+@pytest.mark.parametrize(
+    "key, value", [("sampling_steps", "0"), ("sampling_steps", "5000"), ("sampler", "euler")]
+)
+def test_sampling_options_are_checked_with_a_checkpoint_file_too(
+    key, value, kaggle_dir, tmp_path, capsys, monkeypatch
+):
+    """A checkpoint that sampled with DDIM in 2 steps: the value typed is the one checked."""
+    ckpt = fake_checkpoint(tmp_path / "best.ckpt", "Diffusion", "LibUnet", 32)
+    saved = torch.load(ckpt, weights_only=True)
+    saved["hyper_parameters"].update(sampler="ddim", sampling_steps=2)
+    torch.save(saved, ckpt)
+    args = small(DDPM_SMALL, kaggle_dir, tmp_path / "run", *shrink_nets(DDPM_SMALL))
+    args += ["--ckpt_path", str(ckpt), f"--model.init_args.{key}", value]
+    line = one_line_error(
+        ["predict", *args, "--export.output", str(tmp_path / "out")], capsys, monkeypatch
+    )
+    assert key in line and value in line
+    assert not (tmp_path / "out").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "option, value, line",
+    [
+        (
+            "max_time",
+            "20 minutes",
+            "monet: error: --trainer.max_time: '20 minutes' is not a duration; use DD:HH:MM:SS "
+            'or {"minutes": 20}',
+        ),
+        (
+            "val_check_interval",
+            "-1",
+            "monet: error: --trainer.val_check_interval -1: You have passed invalid value -1 "
+            "for val_check_interval, it has to be in [0.0, 1.0] or an int.",
+        ),
+        (
+            "devices",
+            "0,1",
+            "monet: error: the trainer cannot start with {'accelerator': 'cpu', 'devices': "
+            "'0,1', 'strategy': 'auto'}: `devices` selected with `CPUAccelerator` should be an "
+            "int > 0.",
+        ),
+    ],
+)
+def test_a_trainer_error_names_its_option(
+    option, value, line, kaggle_dir, tmp_path, capsys, monkeypatch
+):
+    args = small(WGAN, kaggle_dir, tmp_path / "run", *shrink_nets(WGAN))
+    assert one_line_error(["fit", *args, f"--trainer.{option}", value], capsys, monkeypatch) == line
+    assert not (tmp_path / "run").exists()

@@ -54,7 +54,7 @@ class LastCheckpoint(L.Callback):
     def save(self, trainer: L.Trainer) -> Path:
         path = self.path(trainer)
         tmp = path.with_name(f".last.ckpt.tmp{os.getpid()}")
-        trainer.save_checkpoint(tmp)  # rank 0 writes; every rank takes part (sharded states)
+        trainer.save_checkpoint(tmp, weights_only=False)  # the whole state; every rank takes part
         if trainer.is_global_zero:
             os.replace(tmp, path)
         trainer.strategy.barrier()

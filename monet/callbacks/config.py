@@ -24,7 +24,7 @@ class SaveConfig(SaveConfigCallback):
             path = run_dir(trainer) / self.config_filename
             path.parent.mkdir(parents=True, exist_ok=True)
             self.parser.save(
-                self.config, path, skip_none=False, overwrite=True, multifile=self.multifile
+                self.config, path, skip_unset=False, overwrite=True, multifile=self.multifile
             )
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):

@@ -14,11 +14,13 @@ from lightning.pytorch.callbacks import BasePredictionWriter
 from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
-from monet.callbacks.submission import write_submission
+from monet.callbacks.submission import KAGGLE_COUNT, KAGGLE_SIZE, write_submission
 from monet.data import MonetDataModule
 from monet.data.sources import IMAGE_SUFFIXES
 from monet.errors import ConfigError, Interrupted, MonetError
 from monet.images import resize, to_uint8
+
+OTHER_ARCHIVES = (".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")  # not what predict writes
 
 
 def output_names(names: list[str], suffix: str) -> list[str]:
@@ -90,6 +92,38 @@ class ImageExport(BasePredictionWriter):
         self.kaggle = self.output.suffix == ".zip"
         self.parts: list[tuple[torch.Tensor, torch.Tensor]] = []  # (indices, uint8 images)
         self.files: list[str] | None = None  # each image's file below `output`
+        self.check_options()
+
+    def check_options(self) -> None:
+        """Refuse, in one line, a size, quality or output that cannot work, before any run."""
+        out, suffix = self.output, self.output.suffix.lower()
+        if self.size is not None and self.size < 1:
+            raise ConfigError(
+                f"--export.size {self.size}: give the side of the exported images in pixels "
+                "(1 or more; 256 for Kaggle), or null for the model's own size."
+            )
+        if not 1 <= self.quality <= 100:
+            raise ConfigError(
+                f"--export.quality {self.quality}: JPEG quality is between 1 and 100 (95 keeps "
+                "the detail; Kaggle takes any)."
+            )
+        if self.kaggle and self.size not in (None, KAGGLE_SIZE):
+            raise ConfigError(
+                f"--export.size {self.size}: a Kaggle zip ({out}) holds {KAGGLE_SIZE}x"
+                f"{KAGGLE_SIZE} images; drop --export.size, or export to a folder (an "
+                "--export.output that does not end in .zip)."
+            )
+        if not self.kaggle and suffix in (*IMAGE_SUFFIXES, *OTHER_ARCHIVES) and not out.exists():
+            raise ConfigError(
+                f"--export.output {out} names a {suffix} file, but predict writes a folder of "
+                "images or a Kaggle .zip; give a folder (painted/) or a path ending in .zip."
+            )
+
+    @property
+    def writes(self) -> tuple[Path, ...]:
+        """The paths this export writes (and that `predict` must not read as inputs)."""
+        report = self.output.with_name(f"{self.output.stem}.memorization.json")
+        return (self.output, report) if self.kaggle else (self.output,)
 
     def check_output(self) -> None:
         """Refuse, in one line, an output that cannot be written or would replace a file."""
@@ -118,15 +152,20 @@ class ImageExport(BasePredictionWriter):
                 f"--export.output {out}: {existing} cannot be written ({err.strerror}); {fix}."
             ) from None
 
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        """Before predicting: check the output and name every file, so nothing is replaced."""
-        if stage != "predict":
-            return
-        self.check_output()
-        datamodule = trainer.datamodule
+    def plan(self, datamodule: Any) -> None:
+        """Name every file and check the plan before the first image: a Kaggle zip's count,
+        and files that exist already (nothing is replaced unasked). `datamodule` is set up for
+        predict."""
         # image numbers, or the photos a CycleGAN translates; other DataModules: numbered later
         names = datamodule.predict_names if isinstance(datamodule, MonetDataModule) else None
         self.total = len(names or [])
+        lo, hi = KAGGLE_COUNT
+        if self.kaggle and names is not None and not lo <= self.total <= hi:
+            raise ConfigError(
+                f"--export.output {self.output}: a Kaggle submission holds {lo:,}-{hi:,} images, "
+                f"and this predict makes {self.total:,}; generate {lo:,} (--data.predict_size "
+                f"{lo}) or translate that many photos, or export to a folder instead."
+            )
         if self.kaggle:
             return
         self.files = None if names is None else output_names(names, self.format)
@@ -138,7 +177,15 @@ class ImageExport(BasePredictionWriter):
                 f"{len(self.files)} files to write ({shown}); choose another --export.output, "
                 "or add --export.overwrite true to replace them."
             )
-        self.output.mkdir(parents=True, exist_ok=True)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        """Before predicting: check the output and name every file, so nothing is replaced."""
+        if stage != "predict":
+            return
+        self.check_output()
+        self.plan(trainer.datamodule)
+        if not self.kaggle:
+            self.output.mkdir(parents=True, exist_ok=True)
         trainer.strategy.barrier("image_export_checked")  # every rank checked before any writes
 
     def write_on_batch_end(

@@ -99,7 +99,7 @@ class NonFiniteGuard(L.Callback):
             trainer.lightning_module.log("train/nonfinite_steps", float(self.total))
         if worst >= self.max_in_row:
             path = run_dir(trainer) / "checkpoints" / "last-finite.ckpt"
-            trainer.save_checkpoint(path)
+            trainer.save_checkpoint(path, weights_only=False)  # resumable: the whole state
             raise TrainingDiverged(
                 f"the gradients were NaN or inf for {worst} optimizer steps in a row (by step "
                 f"{trainer.global_step}); the last finite weights are in {path}. Lower the "

@@ -123,13 +123,14 @@ class MonetDataModule(L.LightningDataModule):
         self.train_images: torch.Tensor | None = None  # the same, expanded by five-crop
         self.names: list[str] = []
         self.paths: list[str] = []  # each image's file below the root (a TFRecord's: its name)
+        self.exclude: tuple[Path, ...] = ()  # never read: `predict`'s outputs (set by the CLI)
         self._steps = 0  # training batches augmented so far: the augmentation RNG stream
 
     # -- the decode-once cache ---------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         if self.real is not None or stage == "predict":  # predicting needs no real images
             return
-        sources = find_files(self.root, self.domain, self.format, self.files)
+        sources = find_files(self.root, self.domain, self.format, self.files, self.exclude)
         cache = self._cache_path(sources)
         if cache is not None and cache.exists():
             saved = torch.load(cache, mmap=True, weights_only=True)

@@ -68,9 +68,15 @@ def _kind(name: str) -> str | None:
 def _hidden(relative: str) -> bool:
     """Files no one sees: dot files, macOS zip forks (``__MACOSX/``), Windows thumbnails."""
     parts = relative.split("/")
-    return any(p.startswith(".") or p == "__MACOSX" for p in parts) or parts[-1] in (
-        "Thumbs.db",
-        "desktop.ini",
+    dotted = any(p.startswith(".") and p not in (".", "..") for p in parts)
+    return (
+        dotted
+        or "__MACOSX" in parts
+        or parts[-1]
+        in (
+            "Thumbs.db",
+            "desktop.ini",
+        )
     )
 
 
@@ -85,15 +91,23 @@ def _disk_file(path: Path, relative: str | None = None) -> SourceFile:
     )
 
 
+def _climbs(name: str) -> bool:
+    """A zip member whose path leaves the archive (``../x.jpg``, ``/etc/x.jpg``)."""
+    name = name.replace("\\", "/")
+    return name.startswith("/") or ".." in name.split("/")
+
+
 def _zip_files(path: Path) -> list[SourceFile]:
-    """Every file of the zip; when all lie in one folder (a zipped folder), below that folder."""
+    """Every file of the zip; when all lie in one folder (a zipped folder), below that folder.
+    Members whose path climbs out of the archive are listed with no kind (skipped)."""
     try:
         archive = zipfile.ZipFile(path)
     except zipfile.BadZipFile as err:
         raise DataError(f"{path} is not a readable zip file ({err}). {HOW_TO_GET}") from None
     members = [i for i in archive.infolist() if not i.is_dir() and not _hidden(i.filename)]
-    tops = {m.filename.split("/", 1)[0] for m in members}
-    strip = len(tops) == 1 and all("/" in m.filename for m in members)
+    inside = [m for m in members if not _climbs(m.filename)]
+    tops = {m.filename.split("/", 1)[0] for m in inside}
+    strip = len(tops) == 1 and all("/" in m.filename for m in inside)
     out = []
     for info in members:
 
@@ -101,11 +115,11 @@ def _zip_files(path: Path) -> list[SourceFile]:
             with zipfile.ZipFile(path) as zf:
                 return zf.read(member)
 
-        relative = info.filename.split("/", 1)[1] if strip else info.filename
+        climbs = _climbs(info.filename)
+        relative = info.filename.split("/", 1)[1] if strip and not climbs else info.filename
+        kind = None if climbs else _kind(info.filename)
         stamp = f"{info.file_size}:{info.CRC}"
-        out.append(
-            SourceFile(f"{path}:{info.filename}", _kind(info.filename), read, stamp, relative)
-        )
+        out.append(SourceFile(f"{path}:{info.filename}", kind, read, stamp, relative))
     return out
 
 
@@ -114,15 +128,18 @@ def find_files(
     domain: str = "monet",
     fmt: str = "auto",
     files: list[str] | None = None,
+    exclude: tuple[Path, ...] = (),
 ) -> list[SourceFile]:
     """Resolve the data source to a list of files of one kind, sorted by their path below the
     root (folder by folder, case-sensitive).
 
     `root` is a folder or zip in the Kaggle layout (``monet_tfrec/``, ``monet_jpg/``,
-    ``photo_*``: the domain's folders and loose files are read), or any other folder or zip:
-    every image (or TFRecord) below it, at any depth. Files that are not images are skipped and
-    counted in one line. `files` is an explicit list instead. `fmt` picks ``tfrecord`` or
-    ``jpg`` (any image suffix); ``auto`` prefers TFRecords.
+    ``photo_*``: the domain's folders and loose files are read), any other folder or zip:
+    every image (or TFRecord) below it, at any depth, or one image or TFRecord file. Files that
+    are not images, and zip members whose path climbs out of the archive, are skipped and
+    counted in one line. Files in `exclude` (the outputs of `predict`) or below it are left
+    out. `files` is an explicit list instead. `fmt` picks ``tfrecord`` or ``jpg`` (any image
+    suffix); ``auto`` prefers TFRecords.
     """
     if fmt not in ("auto", "tfrecord", "jpg"):
         raise DataError(f"format={fmt!r} is not known: use auto, tfrecord or jpg.")
@@ -146,15 +163,23 @@ def find_files(
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"data root {root} does not exist. {HOW_TO_GET}")
-    if root.is_file():
+    if root.is_file() and _kind(root.name) is not None:  # one photo (or one TFRecord file)
+        candidates = [_disk_file(root)]
+    elif root.is_file():
         if not zipfile.is_zipfile(root):
-            raise DataError(f"data root {root} is a file but not a zip archive. {HOW_TO_GET}")
+            raise DataError(
+                f"data root {root} is neither a folder, a zip archive, an image nor a TFRecord "
+                f"file ({', '.join(IMAGE_SUFFIXES[:5])}, ...). {HOW_TO_GET}"
+            )
         candidates = _zip_files(root)
     else:
+        excluded = [e.resolve() for e in exclude]
         candidates = [
             _disk_file(p, p.relative_to(root).as_posix())
             for p in root.rglob("*")
-            if p.is_file() and not _hidden(p.relative_to(root).as_posix())
+            if p.is_file()
+            and not _hidden(p.relative_to(root).as_posix())
+            and not any(p.resolve().is_relative_to(e) for e in excluded)
         ]
     tfrec, jpg = f"{domain}_tfrec/*.tfrec", f"{domain}_jpg/*.jpg"
     looked = {"auto": f"{tfrec} or {jpg}", "tfrecord": tfrec, "jpg": jpg}[fmt]
@@ -166,13 +191,19 @@ def find_files(
     skipped = sorted((c.relative for c in candidates if c.kind is None), key=_order)
     if skipped:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        print(
-            f"monet: {root}: skipped {len(skipped)} "
-            + ("file that is not an image" if len(skipped) == 1 else "files that are not images")
-            + f": {shown}",
-            file=sys.stderr,
-        )
+        print(f"monet: {root}: skipped {_why_skipped(skipped)}: {shown}", file=sys.stderr)
     return _pick(candidates, fmt, str(root), looked)
+
+
+def _why_skipped(skipped: list[str]) -> str:
+    """'2 files that are not images', '1 file that lies outside the archive', ..."""
+    one, climbing = len(skipped) == 1, sum(_climbs(s) for s in skipped)
+    reasons = []
+    if climbing < len(skipped):
+        reasons.append("is not an image" if one else "are not images")
+    if climbing:
+        reasons.append("lies outside the archive" if one else "lie outside the archive")
+    return f"{len(skipped)} file{'' if one else 's'} that " + " or ".join(reasons)
 
 
 def _in_domain(relative: str, domain: str) -> bool:

@@ -46,14 +46,16 @@ class UnpairedDataModule(MonetDataModule):
     Validation batches and the model's fixed inputs (grids, metrics) are photos; `real` (what
     metrics and the memorization report compare with) are the paintings. ``predict`` reads the
     photos of `predict_root` (default: the photo domain of `photo_root`): any folder or zip
-    of images in a format PIL reads, at any depth, at `predict_image_size` px, in path order;
-    `predict_names` are their paths below the root, for the outputs' names.
+    of images in a format PIL reads, at any depth, or one image, at `predict_image_size` px,
+    in path order, leaving out `exclude` (the export's own output); `predict_names` are their
+    paths below the root, for the outputs' names.
 
     Args (beyond MonetDataModule's):
         photo_root: where the photos are (default: `root`, the Kaggle layout holds both).
         photo_files: an explicit list of photo files instead.
         epoch_size: pairs an epoch (null: the larger domain's size).
-        predict_root: the photos ``predict`` translates (null: the training photos).
+        predict_root: the photos ``predict`` translates, a folder, a zip or one image (null:
+            the training photos).
         predict_image_size: the side at which ``predict`` translates (the generators are
             fully convolutional: a 128 px model translates 256 px photos).
     """
@@ -98,12 +100,15 @@ class UnpairedDataModule(MonetDataModule):
 
     def setup(self, stage: str | None = None) -> None:
         if stage == "predict":
+            if self._predict is not None:  # the CLI reads the photos before predict starts
+                return
             source = self.predict_root or self.photo.root
             files = None if self.predict_root else self.photo.files
             self._predict = MonetDataModule(
                 source, "photo", self.format, files, self.predict_image_size,
                 self.batch_size, 0, Augment(), self.cache_dir, val_size=None,
             )  # fmt: skip
+            self._predict.exclude = self.exclude  # a previous run's paintings are no photos
             self._predict.setup("fit")
             return
         super().setup(stage)

@@ -103,8 +103,16 @@ def test_missing_listed_file(tmp_path):
 
 def test_not_a_zip(tmp_path):
     (tmp_path / "data.zip").write_bytes(b"not a zip")
-    with pytest.raises(DataError, match=r"data\.zip is a file but not a zip"):
+    with pytest.raises(DataError, match=r"data\.zip is neither a folder, a zip archive, an"):
         find_files(tmp_path / "data.zip")
+
+
+def test_one_photo_is_a_root_of_its_own(tmp_path):
+    holiday(tmp_path / "holiday")
+    photo = tmp_path / "holiday" / "beach" / "IMG_0003.jpg"
+    (file,) = find_files(photo, "photo")
+    assert file.relative == "IMG_0003.jpg" and file.kind == "image"
+    assert load([file])[1][0].shape == (3, 24, 24)
 
 
 def _records(tmp_path, n=3):
@@ -289,6 +297,34 @@ def test_a_zipped_folder_is_read_as_the_folder(tmp_path, capsys):
     assert files[1].name == f"{archive}:holiday/beach/IMG_0003.jpg"
     assert "skipped 2 files that are not images" in capsys.readouterr().err
     assert torch.equal(load(files)[1][3], load(find_files(folder, "photo"))[1][3])
+
+
+def test_zip_members_that_climb_out_are_skipped_and_counted(tmp_path, capsys):
+    archive = tmp_path / "holiday.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for relative in HOLIDAY:
+            zf.writestr(f"holiday/{relative}", jpeg_bytes(random_images(1, 24)[0]))
+        zf.writestr("../x.jpg", jpeg_bytes(random_images(1, 24)[0]))
+        zf.writestr("holiday/notes.txt", "where we went")
+    files = find_files(archive, "photo")
+    assert [f.relative for f in files] == HOLIDAY  # read as the folder it holds
+    assert (
+        capsys.readouterr()
+        .err.strip()
+        .endswith(
+            "skipped 2 files that are not images or lie outside the archive: ../x.jpg, notes.txt"
+        )
+    )
+
+
+def test_outputs_below_the_root_are_left_out(tmp_path, capsys):
+    folder = holiday(tmp_path / "holiday")
+    (folder / "painted" / "beach").mkdir(parents=True)  # a previous run's paintings
+    (folder / "painted" / "beach" / "IMG_0003.png").write_bytes(jpeg_bytes(random_images(1)[0]))
+    (folder / "images.zip").write_bytes(b"a submission")
+    files = find_files(folder, "photo", exclude=(folder / "painted", folder / "images.zip"))
+    assert [f.relative for f in files] == HOLIDAY
+    assert "images.zip" not in capsys.readouterr().err
 
 
 def test_a_damaged_photo_deep_in_a_folder_stops_the_run_naming_it(tmp_path):

@@ -287,3 +287,42 @@ def test_sigterm_stops_diffusion_predict_between_two_steps_with_whole_files(kagg
     assert f"stopped after {len(files)} of 400 images" in err
     for f in files:
         Image.open(f).load()  # whole files only
+
+
+def test_an_output_inside_the_photos_is_never_read_back_as_photos(
+    cyclegan_checkpoint, tmp_path, capsys, monkeypatch
+):
+    data, ckpt = cyclegan_checkpoint
+    album = holiday(tmp_path / "album")
+    out = album / "painted"
+    args = translate(data, ckpt, out, "--data.init_args.predict_root", str(album))
+    cli_main(args)
+    first = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png"))
+    assert first == sorted(str(Path(name).with_suffix(".png")) for name in HOLIDAY)
+    cli_main([*args, "--export.overwrite", "true"])  # the next run: the same four, no painted/
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == first
+    assert "painted" not in capsys.readouterr().err
+
+
+def test_one_photo_is_translated_on_its_own(cyclegan_checkpoint, tmp_path):
+    data, ckpt = cyclegan_checkpoint
+    photo = holiday(tmp_path / "holiday") / "beach" / "IMG_0003.jpg"
+    out = tmp_path / "painted"
+    cli_main(translate(data, ckpt, out, "--data.init_args.predict_root", str(photo)))
+    assert [p.name for p in out.iterdir()] == ["IMG_0003.png"]
+
+
+def test_a_kaggle_zip_of_a_few_photos_is_refused_before_the_first_image(
+    cyclegan_checkpoint, tmp_path, capsys, monkeypatch
+):
+    data, ckpt = cyclegan_checkpoint
+    folder = holiday(tmp_path / "holiday")
+    zip_path = tmp_path / "images.zip"
+    extra = ["--data.init_args.predict_root", str(folder), "--export.size", "256"]
+    line = one_line_error(translate(data, ckpt, zip_path, *extra), capsys, monkeypatch)
+    assert line == (
+        f"monet: error: --export.output {zip_path}: a Kaggle submission holds 7,000-10,000 "
+        "images, and this predict makes 4; generate 7,000 (--data.predict_size 7000) or "
+        "translate that many photos, or export to a folder instead."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["holiday"]  # nothing written
