@@ -221,15 +221,15 @@ def check_sampler(process: Process, sampler: str, steps: int | None = None) -> N
             f"sampler {sampler!r} steps through a discrete schedule; {type(process).__name__} "
             "samples in sigma form: use sampler 'heun' or 'dpmpp_2m'."
         )
+    high = process.timesteps if discrete else None  # more steps than the schedule has: none
+    if steps is not None and (steps < 1 or (high is not None and steps > high)):
+        bound = f"between 1 and the process's timesteps={high}" if high else "at least 1"
+        raise ConfigError(f"sampling_steps={steps} must be {bound}.")
     if sampler == "ddpm" and steps not in (None, process.timesteps):
         raise ConfigError(
             f"the DDPM sampler runs all {process.timesteps} steps, not steps={steps}: "
             "use sampler 'ddim', 'heun' or 'dpmpp_2m' to sample in fewer steps."
         )
-    high = process.timesteps if sampler == "ddim" else None
-    if steps is not None and (steps < 1 or (high is not None and steps > high)):
-        bound = f"between 1 and the process's timesteps={high}" if high else "at least 1"
-        raise ConfigError(f"sampling steps={steps} of sampler {sampler!r} must be {bound}.")
 
 
 def sample(

@@ -228,5 +228,7 @@ def test_sigma_samplers_stop_between_steps_and_refuse_discrete_only_options():
         sample(p, TinyDenoiser(), torch.randn(1, 3, 4, 4), "dpmpp_2m", 5, stop=lambda: True)
     with pytest.raises(ValueError, match="'ddim' steps through a discrete schedule.*'heun'"):
         sample(EDMDiffusion(), TinyDenoiser(), torch.randn(1, 3, 4, 4), "ddim", 5)
-    with pytest.raises(ValueError, match="steps=0 of sampler 'heun' must be at least 1"):
+    with pytest.raises(
+        ValueError, match="sampling_steps=0 must be between 1 and the process's timesteps=50"
+    ):
         sample(p, TinyDenoiser(), torch.randn(1, 3, 4, 4), "heun", 0)
