@@ -165,6 +165,8 @@ class GenerativeModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         upgrade_checkpoint(checkpoint, self.averaged)  # the EMA's keys before AveragedNetwork
+        if self.ema is not None and "state_dict" in checkpoint:
+            self.ema.fill_kept(checkpoint["state_dict"])
         for name, value in checkpoint.get("counters", {}).items():
             setattr(self, name, value)
         restore_rank_state(checkpoint.get("rng_states"))

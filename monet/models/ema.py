@@ -203,6 +203,17 @@ class AveragedNetwork(nn.Module):
             standing_stats_(self.selected, inputs, self.settings.standing_batches)
             self._standing_at = self.steps
 
+    def fill_kept(self, state: dict[str, Any], prefix: str = "ema.") -> None:
+        """A checkpoint written without some of today's kept lengths (before `ema.lengths`, or
+        with others): each missing copy starts as the checkpoint's averaged weights."""
+        net = {
+            k[len(prefix + "net.") :]: v for k, v in state.items() if k.startswith(prefix + "net.")
+        }
+        for half_life in self.settings.lengths:
+            key = f"{prefix}kept.{length_key(half_life)}."
+            if net and not any(k.startswith(key) for k in state):
+                state.update({key + name: value.clone() for name, value in net.items()})
+
     def get_extra_state(self) -> dict[str, int | None]:
         return {"steps": self.steps, "images": self.images}
 

@@ -258,3 +258,24 @@ def test_a_finished_diffusion_run_samples_with_another_kept_length(kaggle_dir, t
     noise = trained.sample_noise(2, torch.Generator().manual_seed(0))
     assert other.sampling_net is other.ema.kept["10"]
     assert not torch.allclose(trained.generate(noise), other.generate(noise))
+
+
+def test_a_checkpoint_without_todays_kept_lengths_loads_them_from_its_average():
+    from monet.diffusion import GaussianDiffusion
+    from monet.nets import LibUnet
+
+    def model(lengths):
+        net = LibUnet(image_size=32, dim=8, dim_mults=(1, 2), attn_heads=2, attn_dim_head=8)
+        ema = EMA(half_life=50, rampup=None, lengths=lengths)
+        return Diffusion(net, GaussianDiffusion(timesteps=20), "dpmpp_2m", 3, ema=ema)
+
+    old = model([])
+    with torch.no_grad():
+        for p in old.ema.net.parameters():
+            p.add_(1.0)
+    checkpoint = {"state_dict": old.state_dict()}
+    new = model([10, 200])
+    new.on_load_checkpoint(checkpoint)
+    new.load_state_dict(checkpoint["state_dict"])  # strict: every kept copy is there
+    for _, net in new.ema.copies():
+        assert all(torch.equal(a, b) for a, b in zip(net.parameters(), old.ema.net.parameters()))
