@@ -50,6 +50,7 @@ demo: install
 bench: install
 	$(BIN)/python benchmarks/data.py
 	$(BIN)/python benchmarks/diffusion.py
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/small_unet.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/translation.py
 

@@ -151,3 +151,49 @@ def test_bench_gpu_smoke_prints_a_row_per_config_and_precision_and_quality_rows(
         assert any(line.startswith(f"{config}: ") for line in lines), stdout
     assert sum(line.startswith("two halves of the real paintings") for line in lines) == 2
     assert any(line.startswith("bench-gpu: ") and line.endswith(" s in all") for line in lines)
+
+
+@pytest.mark.slow
+def test_quality_scores_every_kept_ema_length_and_samplers_table_reads_its_checkpoint(tmp_path):
+    """ddpm_small, tiny: quality.py's EMA-length rows, then samplers.py on the checkpoint."""
+    config = str(ROOT / "configs" / "ddpm_small.yaml")
+    tiny = ["data.image_size=16", "data.batch_size=4", "model.init_args.denoiser.init_args.dim=8"]
+    tiny += ["model.init_args.sample_batch_size=8"]
+    lines = run_script(
+        "quality.py",
+        config,
+        *("--steps", "2", "--num", "4", "--size", "16", "--plain-steps", "0"),
+        *("--out", str(tmp_path), "--set", *tiny),
+    )
+    summary = next(line for line in lines if line.startswith("ddpm_small:"))
+    assert "samples: dpmpp_2m, 10 steps (10 network evaluations)" in summary
+    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
+    for half_life in ("1000", "5000", "10000"):  # kept beside the 2,500 that samples
+        assert f"generated, EMA half-life {half_life} images" in rows
+    ckpt = next(tmp_path.rglob("last.ckpt"))
+    lines = run_script(
+        "samplers.py",
+        config,
+        str(ckpt),
+        *("--num", "4", "--size", "16", "--set", *tiny),
+        *("--samplers", "heun", "dpmpp_2m"),
+    )
+    table = [r for r in (line.split("|") for line in lines) if len(r) == 7][1:]
+    assert [(r[0].strip(), int(r[1])) for r in table] == [
+        ("heun", 9),
+        ("heun", 25),
+        ("heun", 49),
+        ("heun", 99),
+        ("dpmpp_2m", 10),
+        ("dpmpp_2m", 25),
+        ("dpmpp_2m", 50),
+        ("dpmpp_2m", 100),
+    ]
+    assert all(float(r[5]) > 0 for r in table)  # contrast
+
+
+@pytest.mark.slow
+def test_small_unet_benchmark_prints_each_shape_against_the_old_one():
+    lines = run_script("small_unet.py", "--rounds", "1", "--steps", "1", "--batch-size", "2")
+    rows = [r for r in (line.split("|") for line in lines) if len(r) == 4][1:]
+    assert len(rows) == 3 and rows[0][3].strip() == "1.00x"
