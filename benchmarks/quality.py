@@ -308,8 +308,8 @@ def plain_rate(args, root: Path, trainer: L.Trainer) -> float:
         steps=args.plain_steps,
     )
     per_second, _ = rate(Path(args.config).stem, root, trainer.precision, opts)
-    # optimizer steps a batch: a GAN's D step and every n_critic-th batch a G step; CycleGAN 2
-    cycle = 1 + 1 / model.n_critic if isinstance(model, GAN) else 1 + hasattr(model, "inverse")
+    # optimizer steps a batch: a GAN's D step and every n_critic-th batch a G step; translators 2
+    cycle = 1 + 1 / model.n_critic if isinstance(model, GAN) else 1 + model.translates
     return per_second * 60 * cycle
 
 

@@ -40,7 +40,8 @@ from monet.losses import (
     r1_penalty,
 )
 from monet.malloc import keep_freed_memory
-from monet.models import GAN, CycleGAN
+from monet.models import CUT, GAN, CycleGAN
+from monet.nets.cut import layer_features
 from monet.seeding import stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -241,6 +242,31 @@ def cyclegan_step(m: CycleGAN, optimizers, batch: dict, i: int, autocast) -> Non
     G.requires_grad_(True), F.requires_grad_(True)
 
 
+def cut_step(m: CUT, optimizers, batch: dict, i: int, autocast) -> None:
+    """CUT.training_step by hand: one generator pass, the critic, then generator + head."""
+    opt_g, opt_c = optimizers
+    monet, photo = batch["monet"], batch["photo"]
+    G, D = m.generator, m.critic
+    gen = torch.Generator().manual_seed(stream_seed(i))
+    with autocast:
+        inputs = torch.cat([photo, monet]) if m.nce_identity else photo
+        sources, outputs = layer_features(G.net, inputs, m.nce_layers)
+        fake = outputs[: len(photo)]
+        loss_c = critic_loss(m.loss, D(m.augment(monet)), D(m.augment(fake.detach())))
+    opt_c.zero_grad(set_to_none=True)
+    loss_c.backward()
+    opt_c.step()
+    D.requires_grad_(False)
+    with autocast:
+        loss_g = generator_loss(m.loss, D(m.augment(fake)))
+        loss_g = loss_g + m.nce_weight * m.patch_nce(sources, outputs, gen)
+    opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    opt_g.step()
+    m.generator_stepped(len(photo))
+    D.requires_grad_(True)
+
+
 def plain_rate(config: str, root: Path, precision: str, args) -> tuple[float, float]:
     """(steps/s, FLOPs per step) of a hand-written loop over the same batches."""
     model, dm = build(config, root, args)
@@ -248,7 +274,7 @@ def plain_rate(config: str, root: Path, precision: str, args) -> tuple[float, fl
     model.to(device).configure_model()
     dm.setup("fit")
     loader = dm.train_dataloader()
-    step = {GAN: gan_step, CycleGAN: cyclegan_step}.get(type(model), diffusion_step)
+    step = {GAN: gan_step, CycleGAN: cyclegan_step, CUT: cut_step}.get(type(model), diffusion_step)
     optimizers = model.configure_optimizers()
     if isinstance(optimizers, dict):  # a scheduler stepped each optimizer step: not here
         raise SystemExit(f"{config}: a config with a per-step lr_scheduler is not supported")

@@ -79,3 +79,20 @@ def r1_penalty(critic: nn.Module, real: torch.Tensor) -> torch.Tensor:
     with torch.autocast(device_type=real.device.type, enabled=False):
         (grad,) = torch.autograd.grad(critic(x).sum(), x, create_graph=True)
     return grad.flatten(1).pow(2).sum(dim=1).mean()
+
+
+def patch_nce_loss(q: torch.Tensor, k: torch.Tensor, temperature: float = 0.07) -> torch.Tensor:
+    """PatchNCE (Park et al. 2020, Eq. 2-3): each output patch's embedding `q` must pick out the
+    input patch at the same location among the other locations of the same image.
+
+    q, k: (B, P, D) L2-normalised embeddings of P patches per image (k is the input's, and is
+    not differentiated). The loss is the mean over the B x P patches of the cross-entropy of
+    (q_i . k_j / temperature)_j with target j = i. CUT's reference concatenates the positive
+    to the negatives with the diagonal masked to -10 / temperature: the same value up to
+    exp(-10 / 0.07), about 1e-62. In float32 under autocast.
+    """
+    q, k = q.float(), k.detach().float()
+    logits = torch.bmm(q, k.transpose(1, 2)) / temperature  # (B, P, P): row i, location j
+    b, p, _ = logits.shape
+    target = torch.arange(p, device=q.device).repeat(b)  # the positive: the same location
+    return F.cross_entropy(logits.flatten(0, 1), target)

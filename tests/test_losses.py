@@ -1,5 +1,5 @@
 """Losses against closed forms: the gradient penalty, Wasserstein, BCE, hinge, least squares,
-R1, cycle and identity."""
+R1, cycle, identity and PatchNCE."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from monet.losses import (
     generator_loss,
     gradient_penalty,
     identity_loss,
+    patch_nce_loss,
     r1_penalty,
 )
 
@@ -109,3 +110,34 @@ def test_cycle_and_identity_are_mean_l1():
     a, b = torch.tensor([1.0, -1.0, 3.0, 0.0]), torch.tensor([0.0, 1.0, 1.0, 0.0])
     assert cycle_loss(a, b).item() == pytest.approx((1 + 2 + 2 + 0) / 4)
     assert identity_loss(b, a).item() == pytest.approx(5 / 4)
+
+
+def test_patch_nce_is_the_cross_entropy_of_each_patch_against_the_others_of_its_image():
+    # image 0: two patches, unit embeddings; q's patch 0 leans toward k's patch 1
+    s = 1 / math.sqrt(2)
+    q = torch.tensor([[[s, s], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]]])  # (B=2, P=2, D=2)
+    k = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])
+    t = 0.5
+    # row i: -log(exp(q_i.k_i / t) / sum_j exp(q_i.k_j / t)), j over the same image only
+    by_hand = [
+        -math.log(math.exp(s / t) / (math.exp(s / t) + math.exp(s / t))),  # log 2: a tie
+        -math.log(math.exp(1 / t) / (math.exp(0) + math.exp(1 / t))),
+        -math.log(math.exp(1 / t) / (math.exp(1 / t) + math.exp(0))),
+        -math.log(math.exp(0) / (math.exp(1 / t) + math.exp(0))),  # its positive is the worst
+    ]
+    assert patch_nce_loss(q, k, t).item() == pytest.approx(sum(by_hand) / 4, rel=1e-6)
+    # the other image's patches are no negatives: image 1's k alone decides its rows
+    other = k.clone()
+    other[0] = torch.tensor([[0.0, 1.0], [1.0, 0.0]])
+    half = patch_nce_loss(q[1:], k[1:], t).item()
+    assert patch_nce_loss(q[1:], other[1:], t).item() == pytest.approx(half)
+    assert half == pytest.approx(sum(by_hand[2:]) / 2, rel=1e-6)
+
+
+def test_patch_nce_differentiates_the_outputs_only():
+    q = torch.nn.functional.normalize(torch.randn(2, 5, 4), dim=-1).requires_grad_(True)
+    k = torch.nn.functional.normalize(torch.randn(2, 5, 4), dim=-1).requires_grad_(True)
+    patch_nce_loss(q, k).backward()
+    assert q.grad is not None and q.grad.abs().sum() > 0 and k.grad is None
+    aligned = patch_nce_loss(k.detach(), k.detach(), 0.07)  # each patch is its own best match
+    assert aligned < patch_nce_loss(k.detach().flip(1), k.detach(), 0.07)

@@ -14,7 +14,7 @@ from monet.syncs import count_syncs
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["fastgan", "wgan_gp", "ddpm_lib", "cyclegan_128"])
+@pytest.mark.parametrize("name", ["fastgan", "wgan_gp", "ddpm_lib", "cyclegan_128", "cut_128"])
 def test_no_host_sync_in_training_steps_that_do_not_log(name, kaggle_dir, tmp_path, one_thread):
     config = ROOT / "configs" / f"{name}.yaml"
     args = small(

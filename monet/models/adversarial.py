@@ -1,5 +1,6 @@
-"""What the adversarial families (GAN, CycleGAN) share: manual optimization of a generator
-that paints against critics, two optimizers from the YAML, DiffAugment and a generator EMA."""
+"""What the adversarial families (GAN, CycleGAN, CUT) share: manual optimization of a generator
+that paints against critics, two optimizers from the YAML, DiffAugment and a generator EMA; and
+what the translating ones (CycleGAN, CUT) share: photos in, photo | painting grids."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
+from monet.errors import ConfigError
 from monet.models.common import GenerativeModule, build_optimizer
 from monet.models.diffaugment import diff_augment, parse_policy
 from monet.models.ema import EMA, AveragedNetwork
@@ -106,3 +108,43 @@ class Adversarial(GenerativeModule):
         """After each generator update: count it and step the EMA (`batch_size` per device)."""
         self.generator_steps += 1
         self.update_ema(batch_size)
+
+
+class Translator(Adversarial):
+    """An adversarial family that paints photos (CycleGAN, CUT): its inputs are photos of the
+    DataModule the caller passes, grids show each photo beside its painting, `predict`
+    translates the photos its DataModule gives, and training takes painting/photo pairs."""
+
+    translates = True  # inputs are photos: metrics report the untranslated photos beside
+
+    def sample_inputs(
+        self, n: int, generator: torch.Generator | None = None, datamodule: Any = None
+    ) -> torch.Tensor:
+        """`n` photos of `datamodule` (different ones for different generators), in [-1, 1]."""
+        if datamodule is None:
+            raise ConfigError(
+                f"{type(self).__name__} translates photos: use data.class_path "
+                "monet.data.UnpairedDataModule."
+            )
+        return datamodule.sample_photos(n, generator=generator)
+
+    def grid_images(self, photos: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Photo, painting, photo, painting, ...: each translation beside its photo."""
+        paintings = self.generate(photos)
+        return torch.stack([photos.to(paintings), paintings], dim=1).flatten(0, 1)
+
+    def predict_step(self, photos: torch.Tensor, batch_idx: int) -> torch.Tensor:
+        return self.generate(photos)
+
+    def pairs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(paintings, photos) of a training batch, or a one-line error for a batch of one."""
+        if not isinstance(batch, dict):
+            raise ConfigError(
+                f"{type(self).__name__} trains on painting/photo pairs: use data.class_path "
+                "monet.data.UnpairedDataModule."
+            )
+        return batch["monet"], batch["photo"]
+
+    def on_train_epoch_end(self) -> None:
+        for scheduler in self.lr_schedulers() or []:
+            scheduler.step()

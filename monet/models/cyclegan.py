@@ -14,7 +14,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from monet import seeding
 from monet.errors import ConfigError
 from monet.losses import GanLoss, critic_loss, cycle_loss, generator_loss, identity_loss
-from monet.models.adversarial import Adversarial
+from monet.models.adversarial import Translator
 from monet.models.common import check_range
 from monet.models.ema import EMA
 from monet.models.pool import ImagePool
@@ -31,7 +31,7 @@ class LinearDecay(LambdaLR):
         super().__init__(optimizer, lambda e: max(0.0, 1.0 - max(0, e - constant) / (decay + 1)))
 
 
-class CycleGAN(Adversarial):
+class CycleGAN(Translator):
     """Two generators, photo -> Monet (`generator`, the one that paints) and Monet -> photo
     (`inverse`), each with a discriminator (`critic` on paintings, `photo_critic` on photos).
 
@@ -60,7 +60,6 @@ class CycleGAN(Adversarial):
 
     networks = ("generator", "inverse", "critic", "photo_critic")
     counters = ("generator_steps",)
-    translates = True  # inputs are photos: metrics report the untranslated photos beside
 
     def __init__(
         self,
@@ -100,25 +99,6 @@ class CycleGAN(Adversarial):
         self.loss, self.cycle_weight, self.identity_weight = loss, cycle_weight, identity_weight
         self.pools = {"monet": ImagePool(pool_size), "photo": ImagePool(pool_size)}
 
-    # -- translating --------------------------------------------------------------------------
-    def sample_inputs(
-        self, n: int, generator: torch.Generator | None = None, datamodule: Any = None
-    ) -> torch.Tensor:
-        """`n` photos of `datamodule` (different ones for different generators), in [-1, 1]."""
-        if datamodule is None:
-            raise ConfigError(
-                "CycleGAN translates photos: use data.class_path monet.data.UnpairedDataModule."
-            )
-        return datamodule.sample_photos(n, generator=generator)
-
-    def grid_images(self, photos: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Photo, painting, photo, painting, ...: each translation beside its photo."""
-        paintings = self.generate(photos)
-        return torch.stack([photos.to(paintings), paintings], dim=1).flatten(0, 1)
-
-    def predict_step(self, photos: torch.Tensor, batch_idx: int) -> torch.Tensor:
-        return self.generate(photos)
-
     # -- training ---------------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
         paper = functools.partial(torch.optim.Adam, lr=2e-4, betas=(0.5, 0.999), fused=True)
@@ -127,12 +107,7 @@ class CycleGAN(Adversarial):
         return self.two_optimizers(paper, generators, critics)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        if not isinstance(batch, dict):
-            raise ConfigError(
-                "CycleGAN trains on painting/photo pairs: use data.class_path "
-                "monet.data.UnpairedDataModule."
-            )
-        monet, photo = batch["monet"], batch["photo"]
+        monet, photo = self.pairs(batch)
         opt_g, opt_c = self.optimizers()
         G, F = self.generator, self.inverse
 
@@ -166,10 +141,6 @@ class CycleGAN(Adversarial):
         self.untoggle_optimizer(opt_c)
         logs["critic_loss"] = loss_c.detach()
         self.log_dict({f"train/{k}": v for k, v in logs.items()})
-
-    def on_train_epoch_end(self) -> None:
-        for scheduler in self.lr_schedulers() or []:
-            scheduler.step()
 
     def validation_step(self, photos: torch.Tensor, batch_idx: int) -> None:
         """How well a painting made from a photo turns back into that photo."""

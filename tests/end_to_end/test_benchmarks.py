@@ -114,12 +114,16 @@ def test_translation_benchmark_prints_lightning_and_plain_rates():
 
 
 @pytest.mark.slow
-def test_quality_benchmark_scores_translated_photos_beside_the_same_photos():
+@pytest.mark.parametrize(
+    "name, extra",
+    [("cyclegan_128", ()), ("cut_128", ("model.init_args.nce_layers=[0,4,7,10]",))],
+)
+def test_quality_benchmark_scores_translated_photos_beside_the_same_photos(name, extra):
     lines = run_script(
         "quality.py",
-        str(ROOT / "configs" / "cyclegan_128.yaml"),
+        str(ROOT / "configs" / f"{name}.yaml"),
         *("--steps", "4", "--num", "4", "--size", "32", "--plain-steps", "1"),
-        *("--set", "data.image_size=32", "data.batch_size=2", *SMALL_CYCLEGAN),
+        *("--set", "data.image_size=32", "data.batch_size=2", *SMALL_CYCLEGAN, *extra),
     )
     rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
     assert "4 Kaggle photos, not paintings" in rows  # the very photos that were translated

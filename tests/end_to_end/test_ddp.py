@@ -18,12 +18,11 @@ from monet.nets import LibUnet
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["wgan_gp", "ddpm_lib", "cyclegan"])
+@pytest.mark.parametrize("name", ["wgan_gp", "ddpm_lib", "cyclegan", "cut_128"])
 def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, tmp_path):
     config = ROOT / "configs" / f"{name}.yaml"
-    extra = (
-        ["--data.init_args.epoch_size", "16", "--inception", "false"] if name == "cyclegan" else []
-    )
+    translator = name in ("cyclegan", "cut_128")
+    extra = ["--data.init_args.epoch_size", "16", "--inception", "false"] if translator else []
     args = small(
         config,
         kaggle_dir,
@@ -67,6 +66,9 @@ def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, 
         assert ckpt["counters"]["critic_steps"] == 2  # both ranks ran the same n_critic cycle
     if name == "cyclegan":  # 16 pairs an epoch: 2 batches of 4 per rank, G and D steps each
         assert ckpt["global_step"] == 2 * 2 * 2 and ckpt["image_pools"]["monet"]["count"] == 16
+    if name == "cut_128":  # the same batches; both ranks' generators and heads stay equal
+        assert ckpt["global_step"] == 2 * 2 * 2 and ckpt["counters"]["generator_steps"] == 4
+        assert ckpt["state_dict"]["head.mlps.0.0.weight"].isfinite().all()
 
 
 def test_sharded_strategies_are_refused_with_the_fix(tmp_path):

@@ -64,6 +64,13 @@ def assert_same_state(a: dict, b: dict) -> None:
                 *("--model.init_args.ema.half_life", "100"),
             ],
         ),
+        (  # CUT: the sampled patch locations, the head, LR schedule, DiffAugment, EMA
+            "cut_128",
+            [
+                *("--data.init_args.epoch_size", "8", "--inception", "false"),
+                *("--model.init_args.diffaugment", "color,translation"),
+            ],
+        ),
     ],
 )
 def test_resumed_run_matches_an_uninterrupted_one(name, extra, kaggle_dir, tmp_path):
