@@ -120,7 +120,39 @@ def write_submission(
     `<zip stem>.memorization.json` beside the zip).
     """
     path = Path(path)
-    lo, hi = count_range
+    images, count = _checked_inputs(images, path, count, quality, count_range)
+    if training is not None and report_path is None:
+        report_path = path.with_name(f"{path.stem}.memorization.json")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        n, small = _write_zip(
+            tmp, images, path, count, quality, count_range, size, workers, progress,
+            keep_small=training is not None,
+        )  # fmt: skip
+        _check_count(n, count_range, f"write_submission({path})")
+        if count is not None and n != count:
+            raise DataError(f"write_submission({path}): count={count} but {n} images arrived.")
+        report = None
+        if training is not None:
+            report = memorization_report(torch.cat(small), training, threshold)
+            report.save_json(report_path)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Submission(path, n, report, Path(report_path) if report is not None else None)
+
+
+def _checked_inputs(
+    images: Tensor | Iterable[Tensor],
+    path: Path,
+    count: int | None,
+    quality: int,
+    count_range: tuple[int, int],
+) -> tuple[Iterable[Tensor], int | None]:
+    """write_submission's checks before anything is written: the images as batches, their count."""
     if isinstance(images, Tensor):
         _check_count(len(images), count_range, f"write_submission({path})")
         if count is not None and count != len(images):
@@ -133,19 +165,30 @@ def write_submission(
         raise DataError(f"quality={quality}: JPEG quality must be in 1..100 (Kaggle: any; 95).")
     if not path.parent.is_dir():
         raise DataError(f"{path.parent}: no such folder for the submission zip; create it first.")
-    if training is not None and report_path is None:
-        report_path = path.with_name(f"{path.stem}.memorization.json")
+    return images, count
 
+
+def _write_zip(
+    tmp: Path,
+    images: Iterable[Tensor],
+    path: Path,
+    count: int | None,
+    quality: int,
+    count_range: tuple[int, int],
+    size: int,
+    workers: int | None,
+    progress: bool,
+    keep_small: bool,
+) -> tuple[int, list[Tensor]]:
+    """The JPEGs into `tmp`: how many, and EMBED_SIZE px copies when `keep_small`."""
+    hi = count_range[1]
+    small: list[Tensor] = []
+    n = 0
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=count, unit="img", desc=f"writing {path.name}")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    small: list[Tensor] = []  # EMBED_SIZE px copies for the memorization report
-    n = 0
     try:
         with (
             zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf,
@@ -159,7 +202,7 @@ def write_submission(
                         f"write_submission({path}): more than {limit:,} images arrived "
                         f"(count={count}, Kaggle maximum {hi:,}); stop the iterator earlier."
                     )
-                if training is not None:
+                if keep_small:
                     small.append(F.adaptive_avg_pool2d(to_unit(batch), EMBED_SIZE))
                 arrays = _hwc_arrays(batch, size)
                 # JPEG encoding (in PIL's C code, outside the GIL) runs on several threads.
@@ -168,21 +211,10 @@ def write_submission(
                     n += 1
                 if bar is not None:
                     bar.update(len(arrays))
-        _check_count(n, count_range, f"write_submission({path})")
-        if count is not None and n != count:
-            raise DataError(f"write_submission({path}): count={count} but {n} images arrived.")
-        report = None
-        if training is not None:
-            report = memorization_report(torch.cat(small), training, threshold)
-            report.save_json(report_path)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
     finally:
         if bar is not None:
             bar.close()
-    return Submission(path, n, report, Path(report_path) if report is not None else None)
+    return n, small
 
 
 def check_submission(

@@ -144,43 +144,18 @@ def find_files(
     if fmt not in ("auto", "tfrecord", "jpg"):
         raise DataError(f"format={fmt!r} is not known: use auto, tfrecord or jpg.")
     if files:
-        found = []
-        for f in files:
-            p = Path(f)
-            if not p.is_file():
-                raise DataError(
-                    f"data file {p} does not exist (listed in data.files). {HOW_TO_GET}"
-                )
-            if _kind(p.name) is None:
-                raise DataError(
-                    f"data file {p} has an unknown suffix: use {', '.join(TFREC_SUFFIXES)} for "
-                    f"TFRecords or {', '.join(IMAGE_SUFFIXES)} for images."
-                )
-            found.append(_disk_file(p))
-        return _pick(found, fmt, f"data.files ({len(files)} files)", "TFRecord or image files")
+        return _pick(
+            [_listed_file(f) for f in files],
+            fmt,
+            f"data.files ({len(files)} files)",
+            "TFRecord or image files",
+        )
     if root is None:
         raise DataError(f"no data given: set data.root or data.files. {HOW_TO_GET}")
     root = Path(root).expanduser()
     if not root.exists():
         raise DataError(f"data root {root} does not exist. {HOW_TO_GET}")
-    if root.is_file() and _kind(root.name) is not None:  # one photo (or one TFRecord file)
-        candidates = [_disk_file(root)]
-    elif root.is_file():
-        if not zipfile.is_zipfile(root):
-            raise DataError(
-                f"data root {root} is neither a folder, a zip archive, an image nor a TFRecord "
-                f"file ({', '.join(IMAGE_SUFFIXES[:5])}, ...). {HOW_TO_GET}"
-            )
-        candidates = _zip_files(root)
-    else:
-        excluded = [e.resolve() for e in exclude]
-        candidates = [
-            _disk_file(p, p.relative_to(root).as_posix())
-            for p in root.rglob("*")
-            if p.is_file()
-            and not _hidden(p.relative_to(root).as_posix())
-            and not any(p.resolve().is_relative_to(e) for e in excluded)
-        ]
+    candidates = _candidates(root, exclude)
     tfrec, jpg = f"{domain}_tfrec/*.tfrec", f"{domain}_jpg/*.jpg"
     looked = {"auto": f"{tfrec} or {jpg}", "tfrecord": tfrec, "jpg": jpg}[fmt]
     if any(f in KAGGLE_FOLDERS for c in candidates for f in c.relative.lower().split("/")[:-1]):
@@ -193,6 +168,40 @@ def find_files(
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         print(f"monet: {root}: skipped {_why_skipped(skipped)}: {shown}", file=sys.stderr)
     return _pick(candidates, fmt, str(root), looked)
+
+
+def _listed_file(name: str) -> SourceFile:
+    """One file of `data.files`, refused in one line if missing or of an unknown kind."""
+    p = Path(name)
+    if not p.is_file():
+        raise DataError(f"data file {p} does not exist (listed in data.files). {HOW_TO_GET}")
+    if _kind(p.name) is None:
+        raise DataError(
+            f"data file {p} has an unknown suffix: use {', '.join(TFREC_SUFFIXES)} for "
+            f"TFRecords or {', '.join(IMAGE_SUFFIXES)} for images."
+        )
+    return _disk_file(p)
+
+
+def _candidates(root: Path, exclude: tuple[Path, ...]) -> list[SourceFile]:
+    """Every file of a root (one file, a zip or a folder), skipped kinds included."""
+    if root.is_file() and _kind(root.name) is not None:  # one photo (or one TFRecord file)
+        return [_disk_file(root)]
+    if root.is_file():
+        if not zipfile.is_zipfile(root):
+            raise DataError(
+                f"data root {root} is neither a folder, a zip archive, an image nor a TFRecord "
+                f"file ({', '.join(IMAGE_SUFFIXES[:5])}, ...). {HOW_TO_GET}"
+            )
+        return _zip_files(root)
+    excluded = [e.resolve() for e in exclude]
+    return [
+        _disk_file(p, p.relative_to(root).as_posix())
+        for p in root.rglob("*")
+        if p.is_file()
+        and not _hidden(p.relative_to(root).as_posix())
+        and not any(p.resolve().is_relative_to(e) for e in excluded)
+    ]
 
 
 def _why_skipped(skipped: list[str]) -> str:

@@ -54,28 +54,7 @@ class GaussianDiffusion(nn.Module):
         zero_terminal_snr: bool = False,
     ) -> None:
         super().__init__()
-        if objective not in OBJECTIVES:
-            raise ConfigError(
-                f"unknown diffusion objective {objective!r}: use one of "
-                f"{', '.join(map(repr, OBJECTIVES))}."
-            )
-        if loss not in LOSSES:
-            raise ConfigError(f"unknown diffusion loss {loss!r}: use 'l1' or 'l2'.")
-        if min_snr_gamma is not None and not min_snr_gamma > 0:
-            raise ConfigError(
-                f"min_snr_gamma={min_snr_gamma!r} must be positive (5 in Hang et al. 2023), "
-                "or null to turn the weighting off."
-            )
-        if loss_weight not in LOSS_WEIGHTS:
-            raise ConfigError(
-                f"unknown diffusion loss_weight {loss_weight!r}: use 'uniform' or 'eps_equivalent'."
-            )
-        if zero_terminal_snr and objective == "eps":
-            raise ConfigError(
-                "zero_terminal_snr=true with objective 'eps': at alpha-bar_T = 0 the input is pure "
-                "noise, eps is x_T itself and x0 cannot be derived from it (Lin et al. 2024). Use "
-                "objective: v (or x0), or zero_terminal_snr: false."
-            )
+        check_options(objective, loss, min_snr_gamma, loss_weight, zero_terminal_snr)
         self.schedule, self.timesteps = schedule, timesteps
         self.objective, self.loss_type, self.min_snr_gamma = objective, loss, min_snr_gamma
         self.loss_weighting, self.zero_terminal_snr = loss_weight, zero_terminal_snr
@@ -83,51 +62,16 @@ class GaussianDiffusion(nn.Module):
         betas = make_betas(schedule, timesteps)  # float64, (T,)
         if zero_terminal_snr:
             betas = rescale_zero_terminal_snr(betas)  # beta_T = 1, alpha-bar_T = 0
-        alphas = 1 - betas
-        alphas_cumprod = torch.cumprod(alphas, dim=0)
-        alphas_cumprod_prev = F.pad(alphas_cumprod[:-1], (1, 0), value=1.0)
-        # Ho et al. 2020, Eq. 7: the posterior q(x_{t-1} | x_t, x_0) = N(mean, beta-tilde_t).
-        posterior_variance = betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)
-        snr = alphas_cumprod / (1 - alphas_cumprod)  # 0 at t = T with zero_terminal_snr
-        if min_snr_gamma is not None:
-            # Hang et al. 2023, Eq. 9 and Sec. 3.4: min(SNR, γ) is the weight of an x0 loss; an
-            # eps loss already carries a factor SNR and a v loss a factor SNR + 1.
-            clipped = snr.clamp(max=min_snr_gamma)
-            weight = {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}[objective]
-        elif loss_weight == "eps_equivalent":
-            weight = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}[objective]
-            if loss == "l1":  # |eps error| = sqrt(SNR) |x0 error| = sqrt(SNR / (SNR + 1)) |v error|
-                weight = weight.sqrt()
-        else:
-            weight = torch.ones_like(snr)
-
-        coefs = {
-            "betas": betas,
-            "alphas_cumprod": alphas_cumprod,
-            "alphas_cumprod_prev": alphas_cumprod_prev,
-            "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
-            "sqrt_one_minus_alphas_cumprod": (1 - alphas_cumprod).sqrt(),
-            "sqrt_recip_alphas_cumprod": alphas_cumprod.rsqrt(),
-            "sqrt_recipm1_alphas_cumprod": (1 / alphas_cumprod - 1).sqrt(),
-            "posterior_variance": posterior_variance,
-            # beta-tilde_0 = 0: repeat beta-tilde_1 so the log stays finite (Nichol & Dhariwal).
-            "posterior_log_variance_clipped": torch.cat(
-                [posterior_variance[1:2], posterior_variance[1:]]
-            ).log(),
-            # Ho et al. 2020, Eq. 7: mean = coef1 * x_0 + coef2 * x_t.
-            "posterior_mean_coef1": betas * alphas_cumprod_prev.sqrt() / (1 - alphas_cumprod),
-            "posterior_mean_coef2": (1 - alphas_cumprod_prev)
-            * alphas.sqrt()
-            / (1 - alphas_cumprod),
-            "snr": snr,
-            "loss_weight": weight,
-        }
+        coefs = coefficients(betas)
+        coefs["loss_weight"] = loss_weights(
+            coefs["snr"], objective, loss, min_snr_gamma, loss_weight
+        )
         for name, value in coefs.items():
             # Derived from the config, so kept out of checkpoints.
             self.register_buffer(name, value.float(), persistent=False)
         # A float64 CPU copy, not a buffer (some devices have no float64), for samplers that
         # take ratios of alpha-bars close to 1, such as DDIM's sigma.
-        self.alphas_cumprod64 = alphas_cumprod
+        self.alphas_cumprod64 = alphas_cumprod = coefs["alphas_cumprod"]
         # The same process in sigma form (Karras et al. 2022, Eq. 2 and Table 1, "VP"):
         # x = x_t / sqrt(alpha-bar_t) is the clean image plus noise of std sigma_t =
         # sqrt((1 - alpha-bar_t) / alpha-bar_t). Infinite at zero terminal SNR: kept finite here.
@@ -268,3 +212,78 @@ class GaussianDiffusion(nn.Module):
             f"min_snr_gamma={self.min_snr_gamma}, loss_weight={self.loss_weighting!r}, "
             f"zero_terminal_snr={self.zero_terminal_snr}"
         )
+
+
+def check_options(
+    objective: str,
+    loss: str,
+    min_snr_gamma: float | None,
+    loss_weight: str,
+    zero_terminal_snr: bool,
+) -> None:
+    """Refuse, in one line each, a combination of GaussianDiffusion's options that cannot work."""
+    if objective not in OBJECTIVES:
+        raise ConfigError(
+            f"unknown diffusion objective {objective!r}: use one of "
+            f"{', '.join(map(repr, OBJECTIVES))}."
+        )
+    if loss not in LOSSES:
+        raise ConfigError(f"unknown diffusion loss {loss!r}: use 'l1' or 'l2'.")
+    if min_snr_gamma is not None and not min_snr_gamma > 0:
+        raise ConfigError(
+            f"min_snr_gamma={min_snr_gamma!r} must be positive (5 in Hang et al. 2023), "
+            "or null to turn the weighting off."
+        )
+    if loss_weight not in LOSS_WEIGHTS:
+        raise ConfigError(
+            f"unknown diffusion loss_weight {loss_weight!r}: use 'uniform' or 'eps_equivalent'."
+        )
+    if zero_terminal_snr and objective == "eps":
+        raise ConfigError(
+            "zero_terminal_snr=true with objective 'eps': at alpha-bar_T = 0 the input is pure "
+            "noise, eps is x_T itself and x0 cannot be derived from it (Lin et al. 2024). Use "
+            "objective: v (or x0), or zero_terminal_snr: false."
+        )
+
+
+def coefficients(betas: Tensor) -> dict[str, Tensor]:
+    """Every per-step coefficient of the process with these betas (float64, (T,) each)."""
+    alphas = 1 - betas
+    alphas_cumprod = torch.cumprod(alphas, dim=0)
+    alphas_cumprod_prev = F.pad(alphas_cumprod[:-1], (1, 0), value=1.0)
+    # Ho et al. 2020, Eq. 7: the posterior q(x_{t-1} | x_t, x_0) = N(mean, beta-tilde_t).
+    posterior_variance = betas * (1 - alphas_cumprod_prev) / (1 - alphas_cumprod)
+    return {
+        "betas": betas,
+        "alphas_cumprod": alphas_cumprod,
+        "alphas_cumprod_prev": alphas_cumprod_prev,
+        "sqrt_alphas_cumprod": alphas_cumprod.sqrt(),
+        "sqrt_one_minus_alphas_cumprod": (1 - alphas_cumprod).sqrt(),
+        "sqrt_recip_alphas_cumprod": alphas_cumprod.rsqrt(),
+        "sqrt_recipm1_alphas_cumprod": (1 / alphas_cumprod - 1).sqrt(),
+        "posterior_variance": posterior_variance,
+        # beta-tilde_0 = 0: repeat beta-tilde_1 so the log stays finite (Nichol & Dhariwal).
+        "posterior_log_variance_clipped": torch.cat(
+            [posterior_variance[1:2], posterior_variance[1:]]
+        ).log(),
+        # Ho et al. 2020, Eq. 7: mean = coef1 * x_0 + coef2 * x_t.
+        "posterior_mean_coef1": betas * alphas_cumprod_prev.sqrt() / (1 - alphas_cumprod),
+        "posterior_mean_coef2": (1 - alphas_cumprod_prev) * alphas.sqrt() / (1 - alphas_cumprod),
+        "snr": alphas_cumprod / (1 - alphas_cumprod),  # 0 at t = T with zero_terminal_snr
+    }
+
+
+def loss_weights(
+    snr: Tensor, objective: str, loss: str, min_snr_gamma: float | None, loss_weight: str
+) -> Tensor:
+    """Each step's weight on the training loss."""
+    if min_snr_gamma is not None:
+        # Hang et al. 2023, Eq. 9 and Sec. 3.4: min(SNR, γ) is the weight of an x0 loss; an
+        # eps loss already carries a factor SNR and a v loss a factor SNR + 1.
+        clipped = snr.clamp(max=min_snr_gamma)
+        return {"eps": clipped / snr, "x0": clipped, "v": clipped / (snr + 1)}[objective]
+    if loss_weight == "eps_equivalent":
+        weight = {"eps": torch.ones_like(snr), "x0": snr, "v": snr / (snr + 1)}[objective]
+        # |eps error| = sqrt(SNR) |x0 error| = sqrt(SNR / (SNR + 1)) |v error|
+        return weight.sqrt() if loss == "l1" else weight
+    return torch.ones_like(snr)

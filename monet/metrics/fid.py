@@ -293,13 +293,6 @@ class GenerativeMetrics(nn.Module):
         for metric in self._metrics():
             metric.reset()
 
-    def reset_real(self) -> None:
-        """Forget the real images too (for a different real set)."""
-        for metric in self._metrics():
-            metric.reset_real_features = True
-            metric.reset()
-            metric.reset_real_features = False
-
     @property
     def num_real(self) -> int:
         """Real images seen so far (on this process)."""

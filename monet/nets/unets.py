@@ -434,6 +434,8 @@ class LibUnet(nn.Module):
         blocks: int = 2,
         attn_from_level: int = 0,
     ) -> None:
+        """Long on purpose: it reads top to bottom as the network's diagram (the down levels,
+        the middle, the up levels), the order of the state_dict keys checkpoints hold."""
         super().__init__()
         if blocks < 1 or not 0 <= attn_from_level <= len(dim_mults):
             raise ConfigError(
@@ -458,6 +460,14 @@ class LibUnet(nn.Module):
             full = full_attn_at_bottleneck and level == n - 1
             return (Attention if full else LinearAttention)(width, attn_heads, attn_dim_head)
 
+        def down(d_in: int, d_out: int, level: int) -> nn.Module:
+            last = level == n - 1  # the bottleneck keeps its resolution
+            return nn.Conv2d(d_in, d_out, 3, padding=1) if last else nn.Conv2d(d_in, d_out, 2, 2)
+
+        def up(d_out: int, d_in: int, level: int) -> nn.Module:
+            first = level == 0
+            return nn.Conv2d(d_out, d_in, 3, padding=1) if first else Upsample(d_out, d_in)
+
         self.init_conv = nn.Conv2d(channels, dim, 7, padding=3)
         self.time_mlp = nn.Sequential(
             SinusoidalPositionEmbeddings(dim),
@@ -465,35 +475,25 @@ class LibUnet(nn.Module):
             nn.GELU(),
             nn.Linear(time_dim, time_dim),
         )
-        self.downs = nn.ModuleList()
-        for i, (d_in, d_out) in enumerate(in_out):
-            last = i == n - 1
-            self.downs.append(
-                nn.ModuleList(
-                    [
-                        *(res(d_in, d_in) for _ in range(blocks)),
-                        attn(d_in, i),
-                        nn.Conv2d(d_in, d_out, 3, padding=1)
-                        if last
-                        else nn.Conv2d(d_in, d_out, 2, 2),
-                    ]
-                )
+        self.downs = nn.ModuleList(
+            nn.ModuleList(
+                [*(res(d_in, d_in) for _ in range(blocks)), attn(d_in, i), down(d_in, d_out, i)]
             )
+            for i, (d_in, d_out) in enumerate(in_out)
+        )
         self.mid_block1 = res(dims[-1], dims[-1])
         self.mid_attn = Attention(dims[-1], attn_heads, attn_dim_head)
         self.mid_block2 = res(dims[-1], dims[-1])
-        self.ups = nn.ModuleList()
-        for i, (d_in, d_out) in reversed(list(enumerate(in_out))):
-            first = i == 0
-            self.ups.append(
-                nn.ModuleList(
-                    [
-                        *(res(d_out + d_in, d_out) for _ in range(blocks)),
-                        attn(d_out, i),
-                        nn.Conv2d(d_out, d_in, 3, padding=1) if first else Upsample(d_out, d_in),
-                    ]
-                )
+        self.ups = nn.ModuleList(
+            nn.ModuleList(
+                [
+                    *(res(d_out + d_in, d_out) for _ in range(blocks)),
+                    attn(d_out, i),
+                    up(d_out, d_in, i),
+                ]
             )
+            for i, (d_in, d_out) in reversed(list(enumerate(in_out)))
+        )
         self.final_res_block = res(dim * 2, dim)
         self.final_conv = nn.Conv2d(dim, channels, 1)
         if channels_last:  # conv weights too, or every conv call reorders them
