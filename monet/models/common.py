@@ -234,9 +234,9 @@ class TranslationData(GenerativeData, Protocol):
 
 
 def members(contract: type) -> list[str]:
-    """The members a Protocol declares, its bases' first."""
-    own = [c for c in reversed(contract.__mro__) if Protocol in c.__bases__ or c is contract]
-    names = [n for c in own for n in [*vars(c).get("__annotations__", {}), *vars(c)]]
+    """The members a Protocol declares (attributes, then methods), its bases' first."""
+    own = [c for c in reversed(contract.__mro__) if Protocol in c.__bases__]
+    names = [n for c in own for n in [*inspect.get_annotations(c), *vars(c)]]
     return list(dict.fromkeys(n for n in names if not n.startswith("_")))
 
 
