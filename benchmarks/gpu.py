@@ -154,7 +154,7 @@ def throughput(args, root: Path, scratch: Path, peak: float, start: float) -> No
                 args, set=[*shrunk(args, config), *overrides], warmup=warmup, steps=args.steps
             )
             if overrides:  # a fresh compile: earlier configs' graphs neither serve nor count
-                torch._dynamo.reset()  # against dynamo's recompile limit
+                torch.compiler.reset()  # against dynamo's recompile limit
             try:
                 clock = lightning_clock(config, root, precision, opts)
             except Exception as err:  # noqa: BLE001

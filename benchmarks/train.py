@@ -23,11 +23,11 @@ from pathlib import Path
 import lightning as L
 import torch
 from common import bench_trainer, data_root, quiet
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from monet.__main__ import cli_main
 from monet.callbacks import NonFiniteGuard
+from monet.compat import TorchDispatchMode
 from monet.data import UnpairedDataModule
 from monet.data.augment import augment_batch_
 from monet.images import to_unit
@@ -100,7 +100,7 @@ class FlopCount(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         out = func(*args, **kwargs)
-        formula = FORMULAS.get(func._overloadpacket)
+        formula = FORMULAS.get(func.overloadpacket)
         if formula is not None:
             self.total += formula(*args, **kwargs, out_val=out)
         return out

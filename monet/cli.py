@@ -7,6 +7,7 @@ every network. `main` turns those errors into exit code 2 and SIGTERM into 143.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
@@ -19,7 +20,7 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
-from lightning.pytorch.strategies import DDPStrategy
+from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from monet.callbacks import EvalMetrics, ImageExport
@@ -28,7 +29,7 @@ from monet.cli_errors import check_config_file, config_paths, one_line
 from monet.data import MonetDataModule
 from monet.errors import ConfigError, Interrupted, MonetError
 from monet.malloc import keep_freed_memory
-from monet.models.common import GenerativeModule
+from monet.models.common import GenerativeModule, check_data
 from monet.models.ema import upgrade_checkpoint
 from monet.rundir import run_dir
 
@@ -98,6 +99,10 @@ class MonetCLI(LightningCLI):
         self.config = self._typed
         typed = self.config[subcommand] if subcommand else self.config
         typed["seed_everything"] = seed  # as Lightning drew it (`seed_everything: true`)
+        model = import_class((typed.get("model") or {}).get("class_path"))
+        if getattr(model, "ddp_unused_parameters", False):
+            trainer = typed["trainer"]
+            trainer["strategy"] = finding_unused_parameters(trainer["strategy"], trainer)
 
     def add_arguments_to_parser(self, parser) -> None:
         # One source of truth: a link for each network slot the families have; a slot the
@@ -166,24 +171,27 @@ class MonetCLI(LightningCLI):
         verb = "resuming from" if self.subcommand == "fit" else "loading"
         print(f"monet: {verb} {found[-1]}", file=sys.stderr)
 
-    before_fit = before_validate = before_test = resolve_checkpoint
+    def before_run(self) -> None:
+        """The DataModule held to the contract the models and callbacks use, then the
+        checkpoint: each refused in one line before the Trainer starts."""
+        check_data(self.datamodule, self.model)
+        self.resolve_checkpoint()
+
+    before_fit = before_validate = before_test = before_run
 
     def before_predict(self) -> None:
-        """Everything checked before the first image: the output, the checkpoint, then the
-        photos to translate (never the export's own output) and the plan of files."""
+        """Everything checked before the first image: the output, the DataModule, the
+        checkpoint, then the photos to translate (never the export's own output) and the plan
+        of files."""
         export = self.config_init[self.subcommand]["export"]
         export.check_output()
-        self.resolve_checkpoint()
-        if isinstance(self.datamodule, MonetDataModule):
-            self.datamodule.exclude = export.writes
-            self.datamodule.setup("predict")
+        self.before_run()
+        self.datamodule.exclude = export.writes
+        self.datamodule.setup("predict")
         export.plan(self.datamodule)
         self.trainer.callbacks.append(export)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        """GANs under DDP: each step leaves one network without gradients (the critic step does
-        not touch the generator), which DDP must be told about. Decided from the strategy that
-        Lightning built from any spec (devices 2, 0,1, [0,1], -1, num_nodes, ddp_spawn, ...)."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         try:
             trainer = super().instantiate_trainer(**kwargs)
@@ -193,9 +201,6 @@ class MonetCLI(LightningCLI):
             for callback in trainer.callbacks:
                 if isinstance(callback, EvalMetrics):
                     callback.inception = False
-        unused = isinstance(self.model, GenerativeModule) and self.model.ddp_unused_parameters
-        if unused and isinstance(trainer.strategy, DDPStrategy):
-            trainer.strategy._ddp_kwargs["find_unused_parameters"] = True
         return trainer
 
     def instantiate_classes(self) -> None:
@@ -208,6 +213,60 @@ class MonetCLI(LightningCLI):
             if cause is None:
                 raise
             raise cause from None
+
+
+def import_class(class_path: Any) -> type | None:
+    """The class a config's `class_path` names (None when it names none)."""
+    module, _, name = str(class_path or "").rpartition(".")
+    try:
+        found = getattr(importlib.import_module(module), name, None) if module else None
+    except ImportError:
+        return None
+    return found if isinstance(found, type) else None
+
+
+def finding_unused_parameters(strategy: Any, trainer: Any) -> Any:
+    """`--trainer.strategy` as given, with DDP told to find unused parameters (a GAN's critic
+    step leaves the generator without gradients), chosen before the Trainer is built: a name
+    becomes its registered `_find_unused_parameters_true` twin (`auto`: when Lightning picks DDP
+    for these devices), a DDPStrategy class gets `find_unused_parameters: true`. Any other
+    strategy stays as it is."""
+    if isinstance(strategy, str):
+        name = strategy.removesuffix("_find_unused_parameters_false")
+        if name == "auto" and picks_ddp(trainer):
+            # the DDP Lightning picks for `auto`: fork in a notebook or an interactive session
+            name = "ddp_fork" if hasattr(sys, "ps1") or sys.flags.interactive else "ddp"
+        twin = f"{name}_find_unused_parameters_true"
+        return twin if twin in StrategyRegistry else strategy
+    cls = import_class(strategy.get("class_path") if hasattr(strategy, "get") else None)
+    if cls is not None and issubclass(cls, DDPStrategy):
+        strategy["init_args"]["find_unused_parameters"] = True
+    return strategy
+
+
+def picks_ddp(trainer: Any) -> bool:
+    """Whether Lightning's `auto` strategy is DDP for these devices (several, or several nodes):
+    what a Trainer built with them has, quietly. A device error is left to the real Trainer."""
+    rank_zero = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    level = rank_zero.level
+    rank_zero.setLevel(logging.WARNING)  # no second "GPU available: ..." report
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            probe = Trainer(
+                accelerator=trainer.get("accelerator", "auto"),
+                devices=trainer.get("devices", "auto"),
+                num_nodes=trainer.get("num_nodes", 1),
+                logger=False,
+                enable_checkpointing=False,
+                enable_progress_bar=False,
+                enable_model_summary=False,
+            )
+        return isinstance(probe.strategy, DDPStrategy)
+    except Exception:  # noqa: BLE001 - the Trainer built next reports it in one line
+        return False
+    finally:
+        rank_zero.setLevel(level)
 
 
 DEVICE_KEYS = ("accelerator", "devices", "strategy", "num_nodes")

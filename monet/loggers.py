@@ -9,6 +9,7 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from monet.compat import drop_wandb_anonymous
 from monet.connectivity import reachable
 
 
@@ -53,11 +54,13 @@ class WandbLogger(_WandbLogger):
             offline=self._auto_offline,
             **kwargs,
         )
-        # Lightning passes anonymous=None, which W&B warns has no effect: nothing to act on
-        self._wandb_init.pop("anonymous", None)
+        drop_wandb_anonymous(self)
 
     def finalize(self, status: str) -> None:
         super().finalize(status)
-        if self._auto_offline and self._experiment is not None:
-            run_dir = Path(self._experiment.dir).parent
+        import wandb  # (slow to import: only at the end of a run)
+
+        run = wandb.run  # this logger's run, when it started one (W&B's one run per process)
+        if self._auto_offline and run is not None:
+            run_dir = Path(run.dir).parent
             rank_zero_info(f"W&B ran offline; upload this run with: wandb sync {run_dir}")

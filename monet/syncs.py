@@ -15,10 +15,9 @@ from __future__ import annotations
 import traceback
 
 import lightning as L
-import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from monet.callbacks.curves import is_log_step
+from monet.compat import LOCAL_SCALAR_DENSE, TorchDispatchMode
 
 
 class CountSyncs(TorchDispatchMode):
@@ -27,7 +26,7 @@ class CountSyncs(TorchDispatchMode):
         self.count = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func is torch.ops.aten._local_scalar_dense.default and not optimizer_step_counter():
+        if func is LOCAL_SCALAR_DENSE and not optimizer_step_counter():
             self.count += 1
         return func(*args, **(kwargs or {}))
 

@@ -293,3 +293,18 @@ def test_a_trainer_error_names_its_option(
     args = small(WGAN, kaggle_dir, tmp_path / "run", *shrink_nets(WGAN))
     assert one_line_error(["fit", *args, f"--trainer.{option}", value], capsys, monkeypatch) == line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_datamodule_without_what_the_model_needs_is_refused_before_the_trainer_starts(
+    kaggle_dir, tmp_path, capsys, monkeypatch
+):
+    # the DataModule contract (monet.models.common.GenerativeData), checked by the CLI: here a
+    # translating family given paintings only
+    config = ROOT / "configs" / "cyclegan.yaml"
+    args = small(config, kaggle_dir, tmp_path / "run", *shrink_nets(config))
+    args += ["--data.class_path", "monet.data.MonetDataModule"]
+    assert one_line_error(["fit", *args], capsys, monkeypatch) == (
+        "monet: error: CycleGAN translates photos and trains on painting/photo pairs, and "
+        "MonetDataModule holds none: use data.class_path monet.data.UnpairedDataModule."
+    )
+    assert not list(tmp_path.rglob("*.ckpt"))

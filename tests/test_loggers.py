@@ -4,6 +4,7 @@ grids and their GIF."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,10 @@ from support import fit_few_epochs as fit
 
 
 @pytest.mark.slow
-def test_wandb_goes_offline_and_the_run_folder_holds_everything(kaggle_dir, tmp_path, monkeypatch):
+def test_wandb_goes_offline_and_the_run_folder_holds_everything(
+    kaggle_dir, tmp_path, monkeypatch, caplog
+):
+    caplog.set_level(logging.INFO)
     for var in ("WANDB_API_KEY", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no key, so offline by itself
@@ -21,6 +25,7 @@ def test_wandb_goes_offline_and_the_run_folder_holds_everything(kaggle_dir, tmp_
     cli = fit(kaggle_dir, tmp_path, logger="wandb", config=grids_every_epoch)
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
+    assert f"upload this run with: wandb sync {runs[0].resolve()}" in caplog.text
     assert list((runs[0] / "files" / "media" / "images").glob("samples_*.png"))
     run = Path(cli.trainer.checkpoint_callback.dirpath).parent
     assert (run / "checkpoints" / "last.ckpt").is_file() and (run / "config.yaml").is_file()

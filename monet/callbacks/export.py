@@ -15,10 +15,10 @@ from lightning.pytorch.utilities import rank_zero_info
 from torchvision.io import encode_jpeg, encode_png
 
 from monet.callbacks.submission import KAGGLE_COUNT, KAGGLE_SIZE, write_submission
-from monet.data import MonetDataModule
 from monet.data.sources import IMAGE_SUFFIXES
 from monet.errors import ConfigError, Interrupted, MonetError
 from monet.images import resize, to_uint8
+from monet.models.common import GenerativeData, datamodule_of
 
 OTHER_ARCHIVES = (".tar", ".gz", ".tgz", ".bz2", ".xz", ".7z", ".rar")  # not what predict writes
 
@@ -152,12 +152,12 @@ class ImageExport(BasePredictionWriter):
                 f"--export.output {out}: {existing} cannot be written ({err.strerror}); {fix}."
             ) from None
 
-    def plan(self, datamodule: Any) -> None:
+    def plan(self, datamodule: GenerativeData | None) -> None:
         """Name every file and check the plan before the first image: a Kaggle zip's count,
         and files that exist already (nothing is replaced unasked). `datamodule` is set up for
-        predict."""
-        # image numbers, or the photos a CycleGAN translates; other DataModules: numbered later
-        names = datamodule.predict_names if isinstance(datamodule, MonetDataModule) else None
+        predict (None: loaders given to the Trainer, whose images are numbered as they come)."""
+        # image numbers, or the photos a CycleGAN translates
+        names = datamodule.predict_names if datamodule is not None else None
         self.total = len(names or [])
         lo, hi = KAGGLE_COUNT
         if self.kaggle and names is not None and not lo <= self.total <= hi:
@@ -183,7 +183,7 @@ class ImageExport(BasePredictionWriter):
         if stage != "predict":
             return
         self.check_output()
-        self.plan(trainer.datamodule)
+        self.plan(datamodule_of(trainer))
         if not self.kaggle:
             self.output.mkdir(parents=True, exist_ok=True)
         trainer.strategy.barrier("image_export_checked")  # every rank checked before any writes
@@ -278,7 +278,7 @@ class ImageExport(BasePredictionWriter):
             rank_zero_info(f"ImageExport: memorization: {result.report.summary()}")
 
     def _training_images(self, trainer: L.Trainer) -> torch.Tensor | None:
-        datamodule = trainer.datamodule
+        datamodule = datamodule_of(trainer)
         if not self.memorization or datamodule is None:
             return None
         try:

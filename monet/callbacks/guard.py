@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from monet.callbacks.curves import is_log_step
+from monet.compat import forget_skip, skip_step_if
 from monet.errors import ConfigError, MonetError
 from monet.rundir import run_dir
 
@@ -59,7 +60,7 @@ class NonFiniteGuard(L.Callback):
                     f"kernel; {type(optimizer).__name__} has none. Use torch.optim.Adam, AdamW "
                     "or SGD, or --trainer.precision 16-mixed, or drop the guard."
                 )
-            self._handles.append(optimizer.register_step_post_hook(forget_found_inf))
+            self._handles.append(optimizer.register_step_post_hook(forget_skip))
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: Any
@@ -68,9 +69,9 @@ class NonFiniteGuard(L.Callback):
         grads = [p.grad for g in inner.param_groups for p in g["params"] if p.grad is not None]
         if not grads or self._counts is None:
             return
-        ok = torch.isfinite(torch.stack(torch._foreach_norm(grads)).sum())
+        ok = torch.isfinite(torch.nn.utils.get_total_norm(grads))
         if not self._scaler:
-            inner.found_inf = (~ok).float()  # the fused kernel skips the update
+            skip_step_if(inner, (~ok).float())  # the fused kernel skips the update
         bad = (~ok).long()
         total, in_row, worst = self._counts.unbind()
         in_row = (in_row + 1) * bad
@@ -135,10 +136,6 @@ def make_fused(optimizer: Any) -> bool:
         if torch.is_tensor(state.get("step")):
             state["step"] = state["step"].to(device=p.device, dtype=torch.float32)
     return True
-
-
-def forget_found_inf(optimizer: Any, args: Any, kwargs: Any) -> None:
-    optimizer.__dict__.pop("found_inf", None)  # (GradScaler may have taken it already)
 
 
 FUSED_DEVICES = ("cpu", "cuda", "mps", "xpu")

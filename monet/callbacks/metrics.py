@@ -12,7 +12,7 @@ from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
-from monet.models.common import GenerativeModule
+from monet.models.common import GenerativeModule, datamodule_of
 
 
 class EvalMetrics(L.Callback):
@@ -63,7 +63,8 @@ class EvalMetrics(L.Callback):
             return False
         epochs = trainer.max_epochs if trainer.max_epochs not in (None, -1) else float("inf")
         if trainer.max_steps not in (None, -1):
-            batches = max(1, len(trainer.datamodule.train_dataloader()))  # >= steps an epoch: safe
+            # at least the steps of an epoch: safe
+            batches = max(1, len(datamodule_of(trainer).train_dataloader()))
             epochs = min(epochs, -(-trainer.max_steps // batches))
         return epochs >= self.every_n_epochs
 
@@ -132,7 +133,8 @@ class EvalMetrics(L.Callback):
         if self.swd:
             swd = sliced_wasserstein_distance(real, fake, seed=self.seed, normalise="reference")
             logs["swd"] = swd.mean
-            copies = memorization_report(fake, trainer.datamodule.real).near_copy_share
+            reference = datamodule_of(trainer).reference_images()
+            copies = memorization_report(fake, reference).near_copy_share
             logs["near_copies"] = copies
             logs["selection"] = logs["swd"] * (1 + copies / 0.01)
         if "mifid" in logs:
@@ -140,7 +142,7 @@ class EvalMetrics(L.Callback):
         return {k: float(v) for k, v in logs.items()}
 
     def _real_share(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor:
-        real = trainer.datamodule.real[trainer.global_rank :: trainer.world_size]
+        real = datamodule_of(trainer).reference_images()[trainer.global_rank :: trainer.world_size]
         return to_unit(real.to(pl_module.device))
 
     def _generate_share(
@@ -149,6 +151,6 @@ class EvalMetrics(L.Callback):
         """This rank's share of the inputs (noise, or photos to translate) and of the images."""
         n = len(range(trainer.global_rank, self.num_samples, trainer.world_size))
         gen = seeding.generator(self.seed, trainer.global_rank)
-        noise = pl_module.sample_inputs(n, gen, trainer.datamodule)
+        noise = pl_module.sample_inputs(n, gen, datamodule_of(trainer))
         fake = [pl_module.generate(z, self.sampling_steps) for z in noise.split(self.batch_size)]
         return noise, torch.cat(fake)

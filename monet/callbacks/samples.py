@@ -12,7 +12,7 @@ from torchvision.utils import save_image
 
 from monet import seeding
 from monet.errors import ConfigError
-from monet.models.common import GenerativeModule
+from monet.models.common import GenerativeModule, datamodule_of
 from monet.rundir import run_dir
 
 
@@ -64,7 +64,7 @@ class SampleGrid(L.Callback):
         check_sampling_steps("SampleGrid", self.sampling_steps, pl_module)
         if self.noise is None:
             gen = seeding.generator(self.seed)
-            self.noise = pl_module.sample_inputs(self.num_samples, gen, trainer.datamodule)
+            self.noise = pl_module.sample_inputs(self.num_samples, gen, datamodule_of(trainer))
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if (trainer.current_epoch + 1) % self.every_n_epochs == 0 and not trainer.fast_dev_run:

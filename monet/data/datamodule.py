@@ -223,14 +223,6 @@ class MonetDataModule(L.LightningDataModule):
             self._steps += 1
         return x
 
-    def sample_photos(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """`n` photos to translate, in [-1, 1]: a translating model's inputs of grids and metrics.
-        This DataModule holds one domain and no photos; `UnpairedDataModule` holds both."""
-        raise ConfigError(
-            f"{type(self).__name__} holds {self.domain} images only, no photos to translate: "
-            "use data.class_path monet.data.UnpairedDataModule."
-        )
-
     def reference_images(self) -> torch.Tensor:
         """The paintings that metrics and the memorization report compare with (uint8)."""
         self.setup("fit")

@@ -186,7 +186,8 @@ class GenerativeMetrics(nn.Module):
     stops a run at startup.
 
     The Inception is kept out of `state_dict()` and `parameters()` (checkpoints stay small, DDP
-    and optimizers never see it) but follows `.to(device)`; it always runs in float32.
+    and optimizers never see it) but follows `.to(device)` (to the metric states' device, when it
+    next computes); it always runs in float32.
     """
 
     def __init__(
@@ -242,16 +243,6 @@ class GenerativeMetrics(nn.Module):
         """The shared, frozen feature extractor (uint8 images in, (B, feature) out)."""
         return self._inception
 
-    def _apply(self, fn, recurse: bool = True):
-        # Follow device moves only: a `.half()` or bf16 cast of the model must not round the
-        # Inception weights, so the probe tensor tells where to go and the dtype stays float32.
-        super()._apply(fn, recurse)
-        device = next(self._inception.parameters()).device
-        target = fn(torch.zeros(1, device=device)).device
-        if target != device:
-            self._inception.to(target)
-        return self
-
     def _metrics(self) -> list[nn.Module]:
         return [getattr(self, name) for name in self.metrics]
 
@@ -262,7 +253,10 @@ class GenerativeMetrics(nn.Module):
             raise DataError(f"expected images of shape (B, 3, H, W); got {tuple(images.shape)}.")
         if not torch.isfinite(images).all():
             raise DataError("images contain NaN or inf; the generator may have diverged.")
-        device = next(self._inception.parameters()).device
+        # where torchmetrics keeps the states (`.to(device)` moved them); a plain attribute,
+        # the Inception follows here, and no `.half()` or bf16 cast of a model ever reaches it
+        device = self._metrics()[0].device
+        self._inception.to(device)  # a no-op where it is already
         out = []
         with torch.autocast(device.type, enabled=False):
             for chunk in images.split(self.batch_size):

@@ -10,8 +10,13 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from monet.errors import ConfigError
-from monet.models.common import GenerativeModule, build_optimizer
+from monet.models.common import (
+    GenerativeModule,
+    TranslationData,
+    build_optimizer,
+    lacks,
+    no_photos,
+)
 from monet.models.diffaugment import diff_augment, parse_policy
 from monet.models.ema import EMA, AveragedNetwork
 from monet.nets.common import eval_mode
@@ -121,11 +126,8 @@ class Translator(Adversarial):
         self, n: int, generator: torch.Generator | None = None, datamodule: Any = None
     ) -> torch.Tensor:
         """`n` photos of `datamodule` (different ones for different generators), in [-1, 1]."""
-        if datamodule is None:
-            raise ConfigError(
-                f"{type(self).__name__} translates photos: use data.class_path "
-                "monet.data.UnpairedDataModule."
-            )
+        if datamodule is None or lacks(datamodule, TranslationData):
+            raise no_photos(self, datamodule)
         return datamodule.sample_photos(n, generator=generator)
 
     def grid_images(self, photos: torch.Tensor, steps: int | None = None) -> torch.Tensor:
@@ -138,11 +140,8 @@ class Translator(Adversarial):
 
     def pairs(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """(paintings, photos) of a training batch, or a one-line error for a batch of one."""
-        if not isinstance(batch, dict):
-            raise ConfigError(
-                f"{type(self).__name__} trains on painting/photo pairs: use data.class_path "
-                "monet.data.UnpairedDataModule."
-            )
+        if not isinstance(batch, dict):  # batches of a loader given without a DataModule
+            raise no_photos(self, None)
         return batch["monet"], batch["photo"]
 
     def on_train_epoch_end(self) -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import warnings
-from typing import Any, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol
 
 import lightning as L
 import torch
@@ -70,7 +72,7 @@ class GenerativeModule(L.LightningModule):
     def images_per_step(self, batch_size: int) -> int:
         """The images one optimizer step sees: `batch_size` per device and batch, summed over
         devices and (automatic optimization) accumulated batches."""
-        trainer = self._trainer
+        trainer = attached_trainer(self)
         if trainer is None:
             return batch_size
         accumulate = trainer.accumulate_grad_batches if self.automatic_optimization else 1
@@ -87,6 +89,7 @@ class GenerativeModule(L.LightningModule):
         # each side's hook and warns that a model's batch hook beside a DataModule is unusual:
         # here it is the design.
         warnings.filterwarnings("ignore", "You have overridden `on_after_batch_transfer` in `L")
+        check_data(self.trainer.datamodule, self)
         check_sizes(self, *self.networks)
         if isinstance(self.trainer.strategy, FSDPStrategy | DeepSpeedStrategy):
             raise ConfigError(
@@ -109,7 +112,7 @@ class GenerativeModule(L.LightningModule):
                 "slower than float32 (LibUnet computes in float32 by itself). On this machine "
                 "--trainer.precision 32-true is faster."
             )
-        if not isinstance(datamodule, ImageData):
+        if datamodule is None:
             return
         per_device = datamodule.batch_size
         accumulate = trainer.accumulate_grad_batches
@@ -172,6 +175,14 @@ class GenerativeModule(L.LightningModule):
         restore_rank_state(checkpoint.get("rng_states"))
 
 
+def attached_trainer(module: L.LightningModule) -> L.Trainer | None:
+    """The Trainer `module` is attached to, or None (where Lightning's `module.trainer` raises)."""
+    try:
+        return module.trainer
+    except RuntimeError:
+        return None
+
+
 def check_range(key: str, value: float | None, low: float, high: float | None = None) -> None:
     """A one-line error at construction for a hyperparameter outside [low, high]."""
     if value is not None and (value < low or (high is not None and value > high)):
@@ -188,19 +199,95 @@ def build_optimizer(make: Any, params: Any, key: str) -> torch.optim.Optimizer:
         raise ConfigError(f"model.init_args.{key}: {err}; fix the value in the YAML.") from None
 
 
-@runtime_checkable
-class ImageData(Protocol):
-    """All a family reads of its DataModule (Lightning's `trainer.datamodule`): the image size
-    its networks must be built for, and the batch per device (to log the effective batch)."""
+class GenerativeData(Protocol):
+    """The DataModule contract: every member that models, callbacks, `predict` and the CLI use
+    of `trainer.datamodule`, beside Lightning's own hooks (`setup`, the loaders, the batch
+    transfer). `check_data` holds a DataModule to it when the Trainer starts (and the CLI
+    before anything is built); MonetDataModule implements it, UnpairedDataModule too, with
+    the photos of `TranslationData` for the families that translate.
+    """
 
-    image_size: int
-    batch_size: int
+    image_size: int  # the side the networks are built for (`check_sizes`)
+    batch_size: int  # per device and batch: the effective batch is logged from it
+    exclude: tuple[Path, ...]  # files `predict` never reads (the export's own output: the CLI)
+
+    def train_dataloader(self) -> Any:
+        """Lightning's loader: EvalMetrics counts its batches to know whether a run reaches
+        a metric epoch."""
+
+    def reference_images(self) -> torch.Tensor:
+        """The real images (uint8, (N, 3, S, S)) that metrics and the memorization report
+        compare with, read if they were not."""
+
+    @property
+    def predict_names(self) -> list[str]:
+        """A name for each image `predict` makes, in batch order (after `setup("predict")`):
+        the export names its files after them and counts a Kaggle zip's images."""
+
+
+class TranslationData(GenerativeData, Protocol):
+    """What a translating family (`GenerativeModule.translates`) needs beside: photos."""
+
+    def sample_photos(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """`n` photos in [-1, 1] (different ones for different generators): the inputs of a
+        translating model's grids and metrics."""
+
+
+def members(contract: type) -> list[str]:
+    """The members a Protocol declares (attributes, then methods), its bases' first."""
+    own = [c for c in reversed(contract.__mro__) if Protocol in c.__bases__]
+    names = [n for c in own for n in [*inspect.get_annotations(c), *vars(c)]]
+    return list(dict.fromkeys(n for n in names if not n.startswith("_")))
+
+
+def lacks(datamodule: Any, contract: type) -> list[str]:
+    """The members of `contract` that `datamodule` lacks (looked up without running a property,
+    which may need `setup` first)."""
+    absent = object()
+    return [m for m in members(contract) if inspect.getattr_static(datamodule, m, absent) is absent]
+
+
+def no_photos(model: Any, datamodule: Any) -> ConfigError:
+    """The one error for a translating family without photos to translate."""
+    has = (
+        "no DataModule gave them"
+        if datamodule is None
+        else f"{type(datamodule).__name__} holds none"
+    )
+    return ConfigError(
+        f"{type(model).__name__} translates photos and trains on painting/photo pairs, and "
+        f"{has}: use data.class_path monet.data.UnpairedDataModule."
+    )
+
+
+def check_data(datamodule: Any, model: Any = None) -> None:
+    """Refuse, in one line that names what is missing, a DataModule that lacks a member of
+    `GenerativeData` (or, for a `model` that translates, photos). None (dataloaders passed to
+    the Trainer directly) passes: there is nothing to hold to the contract."""
+    if datamodule is None:
+        return
+    missing = lacks(datamodule, GenerativeData)
+    if missing:
+        raise ConfigError(
+            f"data: {type(datamodule).__name__} has no {', '.join(missing)}, which the models "
+            "and callbacks use: a DataModule provides every member of "
+            "monet.models.common.GenerativeData (MonetDataModule does; subclass it)."
+        )
+    if getattr(model, "translates", False) and lacks(datamodule, TranslationData):
+        raise no_photos(model, datamodule)
+
+
+def datamodule_of(trainer: L.Trainer) -> GenerativeData | None:
+    """`trainer.datamodule`, held to the contract (None: loaders given to the Trainer)."""
+    datamodule = trainer.datamodule
+    check_data(datamodule, trainer.lightning_module)
+    return datamodule
 
 
 def check_sizes(module: L.LightningModule, *names: str) -> None:
     """Fail before training when a network was built for another size than the data's."""
     datamodule = module.trainer.datamodule
-    if not isinstance(datamodule, ImageData):
+    if datamodule is None:
         return
     size = datamodule.image_size
     for name in names:

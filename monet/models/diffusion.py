@@ -11,7 +11,12 @@ from torch import nn
 from monet import seeding
 from monet.diffusion import EDMDiffusion, GaussianDiffusion, check_sampler, sample
 from monet.errors import ConfigError
-from monet.models.common import GenerativeModule, build_optimizer, check_range
+from monet.models.common import (
+    GenerativeModule,
+    attached_trainer,
+    build_optimizer,
+    check_range,
+)
 from monet.models.ema import EMA, AveragedNetwork
 
 DEFAULT_EMA = EMA(half_life=18_000, rampup=0.05)  # 0.995 a step at batch 128, with a ramp-up
@@ -105,7 +110,8 @@ class Diffusion(GenerativeModule):
         sampler = "ddim" if steps and self.sampler == "ddpm" else self.sampler
         steps = None if sampler == "ddpm" else steps or self.sampling_steps
         generators = [torch.Generator().manual_seed(seeding.tensor_seed(x)) for x in noise.cpu()]
-        trainer = self._trainer  # SIGTERM (Lightning's flag) stops sampling between two steps
+        # SIGTERM (Lightning's flag) stops sampling between two steps
+        trainer = attached_trainer(self)
         x = sample(
             self.process,
             self.sampling_net,

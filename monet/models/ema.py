@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from monet import seeding
 from monet.errors import ConfigError
@@ -131,7 +131,9 @@ def update_ema_(ema: nn.Module, live: nn.Module, beta: float, buffers: str = "av
     Integer buffers (BatchNorm's batch counter) are copied; with ``standing`` the buffers are
     left alone (they are recomputed before sampling), with ``copy`` the live ones are copied.
     """
-    torch._foreach_lerp_(list(ema.parameters()), list(live.parameters()), 1.0 - beta)
+    params = list(ema.parameters())
+    if params:  # one foreach lerp over all the weights
+        get_ema_multi_avg_fn(beta)(params, list(live.parameters()), None)
     for ema_buf, buf in zip(ema.buffers(), live.buffers()):
         if buffers == "average" and ema_buf.is_floating_point():
             ema_buf.lerp_(buf, 1.0 - beta)
@@ -251,9 +253,12 @@ def upgrade_checkpoint(checkpoint: dict[str, Any], averaged: str) -> None:
         state["ema._extra_state"] = {"steps": steps, "images": None}
 
 
-def batch_norms(net: nn.Module) -> list[_BatchNorm]:
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)  # lazy ones too
+
+
+def batch_norms(net: nn.Module) -> list[nn.Module]:
     """The BatchNorm layers of `net` that keep running statistics."""
-    return [m for m in net.modules() if isinstance(m, _BatchNorm) and m.track_running_stats]
+    return [m for m in net.modules() if isinstance(m, BATCH_NORMS) and m.track_running_stats]
 
 
 def has_batch_stats(net: nn.Module) -> bool:

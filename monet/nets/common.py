@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Iterator
@@ -11,6 +10,7 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
+from monet.compat import cpu_bf16_units
 from monet.errors import ConfigError
 
 
@@ -96,15 +96,7 @@ def cpu_has_bf16() -> bool:
     forced = os.environ.get("MONET_BF16")
     if forced in ("0", "1"):
         return forced == "1"
-    return _detect_bf16()
-
-
-@functools.cache
-def _detect_bf16() -> bool:
-    try:
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    except AttributeError:  # private helpers: if they go, leave autocast alone
-        return True
+    return cpu_bf16_units()
 
 
 def emulated_bf16_autocast(x: Tensor) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -107,6 +108,20 @@ def test_gans_get_unused_parameter_detection_under_any_ddp_spec(name, spec, kagg
         assert found is True
     else:  # a denoiser uses every parameter: Lightning's choice stands
         assert found in (None, False)
+
+
+def test_a_gan_on_one_device_keeps_lightnings_choice_and_one_device_report(
+    kaggle_dir, tmp_path, caplog
+):
+    # the DDP choice is made before the Trainer is built, from a quiet probe of `auto`
+    from monet.__main__ import cli_main
+
+    caplog.set_level(logging.INFO)
+    config = ROOT / "configs" / "wgan_gp.yaml"
+    cli = cli_main([*small(config, kaggle_dir, tmp_path), *shrink_nets(config)], run=False)
+    assert not isinstance(cli.trainer.strategy, DDPStrategy)
+    assert cli.config.trainer.strategy == "auto"
+    assert caplog.text.count("GPU available:") == 1  # the real Trainer's, not the probe's
 
 
 @pytest.mark.slow

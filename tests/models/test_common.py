@@ -11,11 +11,21 @@ import pytest
 import torch
 from support import ROOT, quiet_trainer
 from torch import nn
+from torch.utils.data import DataLoader
 
 from monet.data import MonetDataModule, UnpairedDataModule
-from monet.models import GAN
-from monet.models.common import GenerativeModule
-from monet.nets import WGANCritic, WGANGenerator
+from monet.errors import ConfigError
+from monet.models import CUT, GAN
+from monet.models.common import (
+    GenerativeData,
+    GenerativeModule,
+    TranslationData,
+    check_data,
+    lacks,
+    members,
+    no_photos,
+)
+from monet.nets import PatchDiscriminator, ResnetGenerator, WGANCritic, WGANGenerator
 
 
 class Recorder(GenerativeModule):
@@ -90,3 +100,71 @@ def test_models_and_callbacks_keep_to_the_contract():
     assert "datamodule" not in models["cyclegan.py"].split("def sample_inputs")[0]
     data = "".join(p.read_text() for p in (ROOT / "monet" / "data").glob("*.py"))
     assert "lightning_module" not in data and "channels_last" not in data
+    # callbacks reach the DataModule through the contract alone
+    imports = re.findall(r"^from (monet\.data\S*) import (.*)$", callbacks, re.M)
+    assert all(module != "monet.data" and "DataModule" not in names for module, names in imports)
+    assert not re.search(r"isinstance\([^)]*DataModule", callbacks)
+    assert "trainer.datamodule" not in callbacks  # `datamodule_of` checks it first
+
+
+# Every member of the DataModule contract, each as small as it can be.
+MEMBERS = {
+    "image_size": 32,
+    "batch_size": 4,
+    "exclude": (),
+    "train_dataloader": lambda self: DataLoader(torch.zeros(8, 3, 32, 32), batch_size=4),
+    "reference_images": lambda self: torch.zeros(8, 3, 32, 32, dtype=torch.uint8),
+    "predict_names": property(lambda self: ["00000"]),
+}
+
+
+def data_without(member: str | None, base: type = object) -> object:
+    """A DataModule with every member of the contract but `member`."""
+    return type(f"Without_{member}", (base,), {k: v for k, v in MEMBERS.items() if k != member})()
+
+
+def test_the_contract_declares_every_member_the_models_and_callbacks_use():
+    assert members(GenerativeData) == list(MEMBERS)
+    assert members(TranslationData) == [*MEMBERS, "sample_photos"]
+    check_data(data_without(None))  # all of them: accepted
+
+
+@pytest.mark.parametrize("member", list(MEMBERS))
+def test_a_datamodule_without_a_member_is_refused_in_one_line_naming_it(member):
+    with pytest.raises(ConfigError) as err:
+        check_data(data_without(member))
+    message = str(err.value)
+    assert message.startswith(f"data: Without_{member} has no {member}, which the models and")
+    assert "\n" not in message and "GenerativeData" in message
+
+
+def test_the_trainer_refuses_such_a_datamodule_before_the_first_step(tmp_path):
+    import lightning as L
+
+    trainer = quiet_trainer(tmp_path)
+    model = GAN(WGANGenerator(8, 4, image_size=32), WGANCritic(4, image_size=32))
+    with pytest.raises(ConfigError, match="has no reference_images, which the models"):
+        trainer.fit(model, datamodule=data_without("reference_images", L.LightningDataModule))
+    assert trainer.global_step == 0
+
+
+def test_the_shipped_datamodules_keep_to_the_contract(kaggle_dir):
+    paintings = MonetDataModule(str(kaggle_dir), image_size=32)
+    pairs = UnpairedDataModule(str(kaggle_dir), image_size=32)  # not set up: nothing is read
+    assert lacks(paintings, GenerativeData) == [] and lacks(pairs, TranslationData) == []
+    assert lacks(paintings, TranslationData) == ["sample_photos"]  # one domain, no photos
+    cut = CUT(ResnetGenerator(4, 1, image_size=32), PatchDiscriminator(4, image_size=32))
+    check_data(paintings, GAN(WGANGenerator(8, 4, image_size=32), WGANCritic(4, image_size=32)))
+    check_data(pairs, cut)
+    with pytest.raises(ConfigError) as err:
+        check_data(paintings, cut)  # the one "no photos" error, as the model raises it too
+    assert (
+        str(err.value)
+        == str(no_photos(cut, paintings))
+        == (
+            "CUT translates photos and trains on painting/photo pairs, and MonetDataModule holds "
+            "none: use data.class_path monet.data.UnpairedDataModule."
+        )
+    )
+    with pytest.raises(ConfigError, match=re.escape(str(err.value))):
+        cut.sample_inputs(2, datamodule=paintings)

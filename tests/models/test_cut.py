@@ -87,9 +87,10 @@ def test_a_generator_without_layers_to_read_is_refused():
 
 def test_a_cut_needs_photos(kaggle_dir):
     model = tiny_cut()
-    with pytest.raises(ConfigError, match="CUT translates photos: use data.class_path"):
+    said = "CUT translates photos and trains on painting/photo pairs, and no DataModule gave them"
+    with pytest.raises(ConfigError, match=f"{said}: use data.class_path"):
         model.sample_inputs(2)
-    with pytest.raises(ConfigError, match="CUT trains on painting/photo pairs"):
+    with pytest.raises(ConfigError, match=said):
         model.training_step(torch.zeros(1, 3, 32, 32), 0)
 
 
