@@ -105,7 +105,7 @@ def syncs_per_step(config: str, root: Path, out: Path, args) -> tuple[str, int, 
             "--trainer.log_every_n_steps=4",
             "--trainer.enable_progress_bar=true",
             "--trainer.limit_val_batches=0",  # validation is not a training step
-            "--inception=false",
+            "--metrics.inception=false",
         ],
         run=False,
     )

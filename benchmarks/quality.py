@@ -96,7 +96,7 @@ def train(args, root: Path, out: Path) -> tuple[L.LightningModule, StepTimer, L.
             f"--trainer.default_root_dir={out}",
             f"--trainer.logger.init_args.save_dir={out}",
             "--trainer.max_epochs=-1",
-            "--inception=false",  # weight-free: SWD and near-copies only
+            "--metrics.inception=false",  # weight-free: SWD and near-copies only
             *stop,
         ],
         run=False,

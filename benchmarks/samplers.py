@@ -51,7 +51,7 @@ def main() -> None:
     training, (half_a, half_b), _ = paintings_and_photos(root, args)
     cli = cli_main(
         ["--config", args.config, *(f"--{s}" for s in args.set), f"--data.root={root}"]
-        + [f"--trainer.default_root_dir={tmp.name}", "--inception=false"],
+        + [f"--trainer.default_root_dir={tmp.name}", "--metrics.inception=false"],
         run=False,
     )
     model = cli.model

@@ -1,8 +1,11 @@
 """The command line: `python -m monet fit --config configs/wgan_gp.yaml` (monet/__main__.py).
 
 `MonetCLI` is Lightning's CLI with one-line errors (a config file, a key, a checkpoint of another
-model: what is wrong and the fix, before anything is built) and `data.image_size` linked into
-every network. `main` turns those errors into exit code 2 and SIGTERM into 143.
+model: what is wrong and the fix, before anything is built), `data.image_size` linked into
+every network, and the callbacks every run has declared once (`RUN_CALLBACKS`, each under its
+own key: `--metrics.every_n_epochs`, `--samples.num_samples`, `--checkpoint.every_minutes`)
+with the settings every config shares (`RUN_DEFAULTS`): a YAML holds what is particular to it.
+`main` turns those errors into exit code 2 and SIGTERM into 143.
 """
 
 from __future__ import annotations
@@ -19,11 +22,19 @@ from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from monet.callbacks import EvalMetrics, ImageExport
+from monet.callbacks import (
+    EvalMetrics,
+    ImageExport,
+    LastCheckpoint,
+    LossCurves,
+    NonFiniteGuard,
+    SampleGrid,
+)
 from monet.callbacks.config import SaveConfig, model_info
 from monet.cli_errors import check_config_file, config_paths, one_line
 from monet.data import MonetDataModule
@@ -34,6 +45,47 @@ from monet.models.ema import upgrade_checkpoint
 from monet.rundir import run_dir
 
 NAMED_CHECKPOINTS = ("last", "best")  # found in the experiment's folders (`resolve_checkpoint`)
+
+# The callbacks every run has, each under its own key (`--metrics.every_n_epochs 5`), in the
+# order they run; a config sets only what differs. `trainer.callbacks` takes any others.
+RUN_CALLBACKS = {
+    "guard": NonFiniteGuard,  # a NaN/inf step leaves the weights as they were
+    "checkpoint": LastCheckpoint,  # last.ckpt: each epoch, every 10 minutes, on the way out
+    "best": ModelCheckpoint,  # the best by metrics/selection, when the metrics run
+    "metrics": EvalMetrics,  # FID, KID, MiFID, SWD, near-copies on generated images
+    "samples": SampleGrid,  # grids from fixed noise, progress.gif
+    "loss_curves": LossCurves,
+    "lr_monitor": LearningRateMonitor,
+}
+# What every shipped config shares, beside the classes' own defaults: `--print_config` shows it
+RUN_DEFAULTS = {
+    "trainer.precision": "32-true",
+    "trainer.log_every_n_steps": 10,
+    "trainer.check_val_every_n_epoch": 10,  # validation: 64 paintings, a few steps' cost
+    # W&B, offline by itself without an API key or network (then: wandb sync <dir>); for CSV:
+    # --trainer.logger.class_path lightning.pytorch.loggers.CSVLogger
+    "trainer.logger": {
+        "class_path": "monet.loggers.WandbLogger",
+        "init_args": {"project": "monet", "log_model": False},
+    },
+    "best.monitor": "metrics/selection",  # MiFID, or SWD x near-copies (EvalMetrics)
+    "best.mode": "min",
+    "best.filename": "best-{epoch}-{step}",
+}
+
+
+def refuse_listed_run_callbacks(callbacks: Any) -> None:
+    """A config written before `RUN_CALLBACKS` lists monet's run callbacks under
+    `trainer.callbacks`: they would run twice. One line says where their settings go now."""
+    for spec in callbacks or []:
+        path = str(spec.get("class_path", "")) if hasattr(spec, "get") else ""
+        for key, callback in RUN_CALLBACKS.items():
+            if callback.__module__.startswith("monet.") and path.endswith(callback.__name__):
+                raise ConfigError(
+                    f"trainer.callbacks lists {path}, which every run has now, under its own key "
+                    f"`{key}`: move its init_args to a top-level `{key}:` in the YAML (or "
+                    f"--{key}.<arg>) and drop it from trainer.callbacks."
+                )
 
 
 def describe(info: dict[str, Any]) -> str:
@@ -80,6 +132,7 @@ class MonetCLI(LightningCLI):
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
+        refuse_listed_run_callbacks(config["trainer"].get("callbacks"))
         path = config.get("ckpt_path")
         if path not in (None, *NAMED_CHECKPOINTS):
             configs = [str(c) for c in config.get("config") or []]
@@ -113,13 +166,13 @@ class MonetCLI(LightningCLI):
             )
         # `predict --export.output images.zip` (a Kaggle submission) or a folder of images
         parser.add_class_arguments(ImageExport, "export")
-        parser.add_argument(
-            "--inception",
-            type=bool,
-            default=True,
-            help="false: no Inception metrics (FID, KID, MiFID) for any config, no weights "
-            "needed; SWD and near-copies still run and pick the best checkpoint",
-        )
+        for key, callback in RUN_CALLBACKS.items():
+            parser.add_lightning_class_args(callback, key)
+        parser.set_defaults(RUN_DEFAULTS)
+        # Said once: the best checkpoint is judged when the metrics run, and training-time
+        # samples (grids, metrics) take one number of steps, by default the model's.
+        parser.link_arguments("metrics.every_n_epochs", "best.every_n_epochs")
+        parser.link_arguments("samples.sampling_steps", "metrics.sampling_steps")
 
     def _asked(self, config: Any) -> dict[str, Any]:
         """The family, main network and image size a parsed (not built) config asks for."""
@@ -197,10 +250,6 @@ class MonetCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
         except (TypeError, ValueError, MisconfigurationException) as err:  # Lightning's checks
             raise ConfigError(trainer_error(err, config["trainer"].as_dict())) from None
-        if not config.get("inception", True):
-            for callback in trainer.callbacks:
-                if isinstance(callback, EvalMetrics):
-                    callback.inception = False
         return trainer
 
     def instantiate_classes(self) -> None:
@@ -377,6 +426,7 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
         args=args,
         run=run,
         save_config_callback=SaveConfig,
+        seed_everything_default=42,
     )
 
 

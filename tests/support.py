@@ -285,16 +285,6 @@ def fit_few_epochs(data, out, *extra, logger="csv", config=WGAN_GP):
     return cli_main(["fit", *args, *shrink_nets(config)])
 
 
-def edited(out: Path, *replacements: tuple[str, str], config: Path = WGAN_GP) -> Path:
-    """A config (wgan_gp) with some values changed (callbacks in a list have no CLI path)."""
-    text = config.read_text()
-    for old, new in replacements:
-        assert old in text
-        text = text.replace(old, new)
-    (out / config.name).write_text(text)
-    return out / config.name
-
-
 CYCLEGAN = ROOT / "configs" / "cyclegan.yaml"
 
 
@@ -302,5 +292,5 @@ def run_fit(data: Path, out: Path, *extra: str, config: Path = CYCLEGAN):
     """A CLI fit of `config` (the CycleGAN) at test size, without Inception."""
     from monet.__main__ import cli_main
 
-    args = small(config, data, out, "--inception", "false", *extra, *shrink_nets(config))
+    args = small(config, data, out, "--metrics.inception", "false", *extra, *shrink_nets(config))
     return cli_main(["fit", *args])

@@ -152,7 +152,7 @@ def test_out_of_range_values_fail_before_the_first_step(
     config, key, value, message, kaggle_dir, tmp_path
 ):
     path = ROOT / "configs" / f"{config}.yaml"
-    args = [*small(path, kaggle_dir, tmp_path), *shrink_nets(path), "--inception", "false"]
+    args = [*small(path, kaggle_dir, tmp_path), *shrink_nets(path), "--metrics.inception", "false"]
     with pytest.raises(ConfigError, match=message):
         cli_main(["fit", *args, f"--model.init_args.{key}", value])
     assert not list(tmp_path.rglob("*.ckpt"))

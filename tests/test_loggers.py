@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from support import edited
 from support import fit_few_epochs as fit
 
 
@@ -21,8 +20,7 @@ def test_wandb_goes_offline_and_the_run_folder_holds_everything(
     for var in ("WANDB_API_KEY", "WANDB_MODE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc: no key, so offline by itself
-    grids_every_epoch = edited(tmp_path, ("every_n_epochs: 25", "every_n_epochs: 1"))
-    cli = fit(kaggle_dir, tmp_path, logger="wandb", config=grids_every_epoch)
+    cli = fit(kaggle_dir, tmp_path, "--samples.every_n_epochs", "1", logger="wandb")
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("run-*.wandb"))
     assert f"upload this run with: wandb sync {runs[0].resolve()}" in caplog.text

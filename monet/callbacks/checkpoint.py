@@ -33,6 +33,15 @@ class LastCheckpoint(L.Callback):
     an epoch's end when the epoch is due, and for `every_minutes` every `check_every_n_steps`
     batches (by default the trainer's `log_every_n_steps`), not every batch. On one device the
     broadcast is free.
+
+    Why not Lightning's own parts (each gap has a test in tests/callbacks/test_checkpoint.py):
+    `ModelCheckpoint` takes `every_n_epochs` or `train_time_interval`, not both; its time
+    trigger asks rank 0 with a broadcast after every batch (a collective in every training
+    step under DDP), and its `last.ckpt` at an epoch's end only follows a top-k write.
+    `OnExceptionCheckpoint` needs its folder when it is built, before the run's version folder
+    exists. Lightning's own write is atomic only where the system temp folder shares a file
+    system with the run (it moves a temporary file from there): here the temporary file sits
+    beside `last.ckpt`.
     """
 
     def __init__(
@@ -70,8 +79,7 @@ class LastCheckpoint(L.Callback):
 
     def _rank_zero_clock(self, trainer: L.Trainer, older_than: float) -> bool:
         """Whether rank 0's last write is older than `older_than` seconds, on every rank."""
-        old = time.monotonic() - self._last_write > older_than
-        return trainer.strategy.broadcast(old, src=0) if trainer.world_size > 1 else old
+        return trainer.strategy.broadcast(time.monotonic() - self._last_write > older_than, src=0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._batches += 1

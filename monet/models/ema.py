@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import get_ema_multi_avg_fn
+from torch.optim.swa_utils import get_ema_multi_avg_fn, update_bn
 
 from monet import seeding
 from monet.errors import ConfigError
@@ -271,25 +271,17 @@ def standing_stats_(
 ) -> None:
     """Recompute every BatchNorm's running statistics of `net` for its own weights.
 
-    Runs `batches` batches from `inputs(generator)` through `net` in train mode with cumulative
-    averaging (momentum None), from a fixed seed: the same weights always get the same
+    torch's `update_bn` does the pass (reset, cumulative averaging with momentum None, train
+    mode, the momenta put back); its "loader" here is `batches` noise batches of
+    `inputs(generator)` drawn from a fixed seed, so the same weights always get the same
     statistics, on every rank and whatever the sampling batch size. Only buffers change.
+    `update_bn` gives every submodule the top module's mode afterwards; a submodule in a mode
+    of its own (a part kept in eval) gets its own back here.
     """
-    norms = batch_norms(net)
-    if not norms:
-        return
     modes = {m: m.training for m in net.modules()}
-    momenta = [m.momentum for m in norms]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None
-    net.train()
     gen = seeding.generator(0)
     try:
-        for _ in range(batches):
-            net(inputs(gen))
+        update_bn((inputs(gen) for _ in range(batches)), net)
     finally:
-        for m, momentum in zip(norms, momenta):
-            m.momentum = momentum
         for m, mode in modes.items():
             m.training = mode

@@ -18,7 +18,7 @@ from monet.rundir import run_dir
 
 DDPM = ROOT / "configs" / "ddpm_small.yaml"
 TINY = ["--data.image_size", "16", "--model.init_args.denoiser.init_args.dim_mults", "[1, 2]"]
-TINY += ["--data.batch_size", "2", "--inception", "false", *shrink_nets(DDPM)]
+TINY += ["--data.batch_size", "2", "--metrics.inception", "false", *shrink_nets(DDPM)]
 
 
 @pytest.fixture(scope="module")

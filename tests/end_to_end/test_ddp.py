@@ -23,7 +23,9 @@ from monet.nets import LibUnet
 def test_two_process_ddp_fit_writes_one_consistent_checkpoint(name, kaggle_dir, tmp_path):
     config = ROOT / "configs" / f"{name}.yaml"
     translator = name in ("cyclegan", "cut_128")
-    extra = ["--data.init_args.epoch_size", "16", "--inception", "false"] if translator else []
+    extra = (
+        ["--data.init_args.epoch_size", "16", "--metrics.inception", "false"] if translator else []
+    )
     args = small(
         config,
         kaggle_dir,

@@ -71,7 +71,7 @@ def trained_vs_untrained(
         "8",
         "--trainer.enable_progress_bar",
         "false",
-        "--inception",
+        "--metrics.inception",
         "false",
         "--trainer.limit_val_batches",
         "0",  # no validation, so no metrics: the test measures the images itself

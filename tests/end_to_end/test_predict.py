@@ -174,7 +174,7 @@ def cyclegan_checkpoint(tmp_path_factory) -> tuple[Path, Path]:
     """The data and last.ckpt of a one-step CycleGAN run."""
     root = tmp_path_factory.mktemp("cyclegan")
     data = make_kaggle_dir(root / "data")
-    args = small(CYCLEGAN, data, root, "--trainer.max_steps", "1", "--inception", "false")
+    args = small(CYCLEGAN, data, root, "--trainer.max_steps", "1", "--metrics.inception", "false")
     cli_main(["fit", *args, *shrink_nets(CYCLEGAN)])
     (ckpt,) = root.rglob("last.ckpt")
     return data, ckpt

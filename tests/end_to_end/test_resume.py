@@ -59,7 +59,7 @@ def assert_same_state(a: dict, b: dict) -> None:
         (  # both domains' streams, image pools, LR schedule, DiffAugment, EMA
             "cyclegan",
             [
-                *("--data.init_args.epoch_size", "8", "--inception", "false"),
+                *("--data.init_args.epoch_size", "8", "--metrics.inception", "false"),
                 *("--model.init_args.diffaugment", "color,translation"),
                 *("--model.init_args.ema.half_life", "100"),
             ],
@@ -67,7 +67,7 @@ def assert_same_state(a: dict, b: dict) -> None:
         (  # CUT: the sampled patch locations, the head, LR schedule, DiffAugment, EMA
             "cut_128",
             [
-                *("--data.init_args.epoch_size", "8", "--inception", "false"),
+                *("--data.init_args.epoch_size", "8", "--metrics.inception", "false"),
                 *("--model.init_args.diffaugment", "color,translation"),
             ],
         ),
@@ -126,7 +126,7 @@ def test_a_run_killed_with_sigkill_continues_from_its_last_checkpoint(name, kagg
     """`kill -9` after the first checkpoint; `--ckpt_path last` continues from its step."""
     config = ROOT / "configs" / f"{name}.yaml"
     base = [sys.executable, "-m", "monet", "fit", *small(config, kaggle_dir, tmp_path)]
-    base += [*shrink_nets(config), "--trainer.max_steps", "-1", "--inception", "false"]
+    base += [*shrink_nets(config), "--trainer.max_steps", "-1", "--metrics.inception", "false"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     run = subprocess.Popen(
         [*base, "--trainer.max_epochs", "100000"],

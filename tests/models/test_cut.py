@@ -143,7 +143,7 @@ def checkpoints(tmp_path_factory) -> tuple[Path, dict[Path, Path]]:
     ckpts = {}
     for config in (CUT_128, CYCLEGAN):
         out = root / config.stem
-        args = small(config, data, out, "--trainer.max_steps", "2", "--inception", "false")
+        args = small(config, data, out, "--trainer.max_steps", "2", "--metrics.inception", "false")
         cli_main(["fit", *args, *shrink_nets(config)])
         (ckpts[config],) = out.rglob("last.ckpt")
     return data, ckpts

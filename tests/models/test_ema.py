@@ -94,6 +94,8 @@ def test_the_ema_of_a_network_equal_to_the_live_one_samples_identically(buffers)
 
 
 def test_standing_statistics_change_only_buffers_deterministically():
+    """torch's update_bn does the pass; what it lacks is kept around it: update_bn gives every
+    submodule the top module's mode afterwards, and a submodule in its own mode gets it back."""
     net = generator()
     net.net[2].train(False)  # a submodule in its own mode gets it back
     params = [p.clone() for p in net.parameters()]
