@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from monet.data import Augment, Erasing, MonetDataModule, Rotation
-from monet.malloc import keep_freed_memory
+from monet.runtime.malloc import keep_freed_memory
 
 
 class PILFolder(Dataset):
@@ -111,7 +111,7 @@ def main() -> None:
     header = f"{'size':>5} | {'malloc':<13} | {'pipeline':<46} | {'images/s':>9} | {'speed-up':>8}"
     print(header + "\n" + "-" * len(header))
     # mallopt is process-wide and one-way: every row under glibc's defaults first, then all again
-    # as `python -m monet` runs (monet.malloc.keep_freed_memory), the references included.
+    # as `python -m monet` runs (monet.runtime.malloc.keep_freed_memory), the references included.
     for malloc in ("glibc default", "freed kept"):
         if malloc == "freed kept" and not keep_freed_memory():
             print("(libc is not glibc: the second half would repeat the first)")

@@ -15,7 +15,8 @@ apart ("warm-up s") and left out of images/s. GFLOP/step: `torch.utils.flop_coun
 cycle of `benchmarks/train.py`'s plain loop (the same work as the Lightning step); "of bf16
 peak" is GFLOP/step x steps/s over the bf16 `torch.mm` peak measured at the start of the run
 (every row, 32-true too). syncs/step: `aten::_local_scalar_dense` calls per training batch
-that the loggers do not log (`monet.syncs`, as tests/test_syncs.py counts them), in a run of
+that the loggers do not log (`benchmarks/syncs.py`, as tests/end_to_end/test_syncs.py counts
+them), in a run of
 the shipped config with every callback, a CSV logger and the progress bar, at its own
 precision. Then `benchmarks/quality.py --minutes 3` for ddpm_lib and fastgan.
 
@@ -37,11 +38,11 @@ from pathlib import Path
 
 import torch
 from common import quiet, small_nets, synthetic_folder
+from syncs import count_syncs
 from train import ROOT, device_of, lightning_clock, matmul_peak, plain_rate
 
 from monet.__main__ import cli_main
-from monet.malloc import keep_freed_memory
-from monet.syncs import count_syncs
+from monet.runtime.malloc import keep_freed_memory
 
 # Every shipped config. The first three are one per family and the compiled ones; next, one
 # for each other network (WGAN, DCGAN, SimpleUnet, AttnUnet, the 256 px CycleGAN); last, the

@@ -39,12 +39,12 @@ from common import data_root, quiet
 from monet.__main__ import cli_main
 from monet.data import MonetDataModule
 from monet.images import resize, to_unit
-from monet.malloc import keep_freed_memory
 from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
 from monet.metrics.spectrum import grid_share
 from monet.models import GAN, Diffusion
 from monet.models.ema import EMA, AveragedNetwork, has_batch_stats
+from monet.runtime.malloc import keep_freed_memory
 
 
 class StepTimer(L.Callback):

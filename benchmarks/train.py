@@ -27,11 +27,11 @@ from torch.utils.flop_counter import flop_registry
 
 from monet.__main__ import cli_main
 from monet.callbacks import NonFiniteGuard
-from monet.compat import TorchDispatchMode
 from monet.data import UnpairedDataModule
 from monet.data.augment import augment_batch_
 from monet.images import to_unit
-from monet.losses import (
+from monet.models import CUT, GAN, CycleGAN
+from monet.models.losses import (
     critic_loss,
     cycle_loss,
     generator_loss,
@@ -39,11 +39,11 @@ from monet.losses import (
     identity_loss,
     r1_penalty,
 )
-from monet.malloc import keep_freed_memory
-from monet.models import CUT, GAN, CycleGAN
 from monet.nets.common import cpu_has_bf16
 from monet.nets.cut import layer_features
-from monet.seeding import stream_seed
+from monet.runtime.compat import TorchDispatchMode
+from monet.runtime.malloc import keep_freed_memory
+from monet.runtime.seeding import stream_seed
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ("wgan_gp", "dcgan", "ddpm_unet_linear", "ddpm_attn_linear", "ddpm_lib")

@@ -21,7 +21,7 @@ import torch
 from common import data_root, quiet
 from train import lightning_rate, plain_rate
 
-from monet.malloc import keep_freed_memory
+from monet.runtime.malloc import keep_freed_memory
 
 RUNS = (("cyclegan_128", 128), ("cyclegan", 256))
 

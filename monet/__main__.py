@@ -1,6 +1,7 @@
-"""`python -m monet fit --config configs/wgan_gp.yaml`: the entry point; the CLI is monet/cli.py."""
+"""`python -m monet fit --config configs/wgan_gp.yaml`: the entry point; the CLI is
+monet/cli/main.py."""
 
-from monet.cli import cli_main, main
+from monet.cli.main import cli_main, main
 
 __all__ = ["cli_main", "main"]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 
-from monet.rundir import run_dir
+from monet.runtime.rundir import run_dir
 
 
 class LastCheckpoint(L.Callback):

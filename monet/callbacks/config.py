@@ -1,6 +1,6 @@
 """The run's full config beside its checkpoints (and in W&B), and in every checkpoint a record
 of the model that wrote it, so `--ckpt_path` with another config is refused before anything is
-built (monet/cli.py reads it)."""
+built (monet/cli/main.py reads it)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
 from monet.models.common import GenerativeModule
-from monet.rundir import run_dir
+from monet.runtime.rundir import run_dir
 
 
 class SaveConfig(SaveConfigCallback):

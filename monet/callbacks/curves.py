@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.utilities import rank_zero_only
 
-from monet.rundir import run_dir
+from monet.runtime.rundir import run_dir
 
 
 class LossCurves(L.Callback):

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 
 from monet.callbacks.curves import is_log_step
-from monet.compat import forget_skip, skip_step_if
 from monet.errors import ConfigError, MonetError
-from monet.rundir import run_dir
+from monet.runtime.compat import forget_skip, skip_step_if
+from monet.runtime.rundir import run_dir
 
 
 class TrainingDiverged(MonetError):

@@ -6,13 +6,13 @@ import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
-from monet import seeding
 from monet.callbacks.samples import check_sampling_steps
 from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.metrics import sliced_wasserstein_distance
 from monet.metrics.memorization import memorization_report
 from monet.models.common import GenerativeModule, datamodule_of
+from monet.runtime import seeding
 
 
 class EvalMetrics(L.Callback):

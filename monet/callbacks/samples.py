@@ -10,10 +10,10 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from PIL import Image
 from torchvision.utils import save_image
 
-from monet import seeding
 from monet.errors import ConfigError
 from monet.models.common import GenerativeModule, datamodule_of
-from monet.rundir import run_dir
+from monet.runtime import seeding
+from monet.runtime.rundir import run_dir
 
 
 def check_sampling_steps(

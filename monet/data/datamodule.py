@@ -13,12 +13,12 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
-from monet import seeding
 from monet.data.augment import Augment, augment_batch_, preprocess
 from monet.data.sources import find_files, read_images
 from monet.errors import ConfigError
 from monet.images import to_unit
 from monet.nets.common import check_image_size
+from monet.runtime import seeding
 
 
 class _Images(Dataset):

@@ -8,11 +8,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
-from monet import seeding
 from monet.data.augment import Augment, augment_batch_
 from monet.data.datamodule import MonetDataModule, _batched, _Images
 from monet.errors import ConfigError
 from monet.images import to_unit
+from monet.runtime import seeding
 
 DOMAINS = ("monet", "photo")
 

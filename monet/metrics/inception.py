@@ -15,8 +15,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from monet.connectivity import reachable
 from monet.errors import ConfigError
+from monet.runtime.connectivity import reachable
 
 INCEPTION_FILENAME = "weights-inception-2015-12-05-6726825d.pth"
 INCEPTION_URL = (

@@ -16,7 +16,7 @@ from torch import nn
 from monet.errors import ConfigError
 from monet.models.ema import AveragedNetwork, upgrade_checkpoint
 from monet.nets.common import cpu_has_bf16
-from monet.seeding import gather_rng_states, offset_by_rank, restore_rank_state
+from monet.runtime.seeding import gather_rng_states, offset_by_rank, restore_rank_state
 
 
 class GenerativeModule(L.LightningModule):

@@ -10,14 +10,14 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from monet import seeding
 from monet.errors import ConfigError
-from monet.losses import GanLoss, critic_loss, generator_loss, patch_nce_loss
 from monet.models.adversarial import Translator
 from monet.models.common import check_range
 from monet.models.ema import EMA
+from monet.models.losses import GanLoss, critic_loss, generator_loss, patch_nce_loss
 from monet.nets.common import eval_mode
 from monet.nets.cut import PatchHead, layer_features
+from monet.runtime import seeding
 
 NCE_STREAM = 7  # the patch locations' random stream (seeded by step and rank: exact resume)
 

@@ -11,14 +11,14 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 from torch.optim.lr_scheduler import LambdaLR
 
-from monet import seeding
 from monet.errors import ConfigError
-from monet.losses import GanLoss, critic_loss, cycle_loss, generator_loss, identity_loss
 from monet.models.adversarial import Translator
 from monet.models.common import check_range
 from monet.models.ema import EMA
+from monet.models.losses import GanLoss, critic_loss, cycle_loss, generator_loss, identity_loss
 from monet.models.pool import ImagePool
 from monet.nets.common import dcgan_init, eval_mode
+from monet.runtime import seeding
 
 
 class LinearDecay(LambdaLR):

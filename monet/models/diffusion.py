@@ -8,7 +8,6 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from monet import seeding
 from monet.diffusion import EDMDiffusion, GaussianDiffusion, check_sampler, sample
 from monet.errors import ConfigError
 from monet.models.common import (
@@ -18,6 +17,7 @@ from monet.models.common import (
     check_range,
 )
 from monet.models.ema import EMA, AveragedNetwork
+from monet.runtime import seeding
 
 DEFAULT_EMA = EMA(half_life=18_000, rampup=0.05)  # 0.995 a step at batch 128, with a ramp-up
 

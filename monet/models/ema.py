@@ -18,8 +18,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn, update_bn
 
-from monet import seeding
 from monet.errors import ConfigError
+from monet.runtime import seeding
 
 
 @dataclass

@@ -9,14 +9,14 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import nn
 
-from monet import seeding
 from monet.errors import ConfigError
-from monet.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.metrics import diversity
 from monet.models.adversarial import Adversarial
 from monet.models.common import check_range
 from monet.models.ema import EMA
+from monet.models.losses import GanLoss, critic_loss, generator_loss, gradient_penalty, r1_penalty
 from monet.nets.common import spectral_norm_all
+from monet.runtime import seeding
 
 
 class GAN(Adversarial):

@@ -1,4 +1,5 @@
-"""Small pieces shared by the networks (and a hardware check). Imports torch only."""
+"""Small pieces shared by the networks (and a hardware check). Imports torch, monet.errors and
+monet.runtime.compat only."""
 
 from __future__ import annotations
 
@@ -10,8 +11,8 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from monet.compat import cpu_bf16_units
 from monet.errors import ConfigError
+from monet.runtime.compat import cpu_bf16_units
 
 
 def check_image_size(

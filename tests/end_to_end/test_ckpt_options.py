@@ -14,7 +14,7 @@ from PIL import Image
 from support import ROOT, make_kaggle_dir, shrink_nets, small
 
 from monet.__main__ import cli_main
-from monet.rundir import run_dir
+from monet.runtime.rundir import run_dir
 
 DDPM = ROOT / "configs" / "ddpm_small.yaml"
 TINY = ["--data.image_size", "16", "--model.init_args.denoiser.init_args.dim_mults", "[1, 2]"]

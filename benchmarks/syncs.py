@@ -17,7 +17,7 @@ import traceback
 import lightning as L
 
 from monet.callbacks.curves import is_log_step
-from monet.compat import LOCAL_SCALAR_DENSE, TorchDispatchMode
+from monet.runtime.compat import LOCAL_SCALAR_DENSE, TorchDispatchMode
 
 
 class CountSyncs(TorchDispatchMode):

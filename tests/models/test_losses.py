@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from monet.losses import (
+from monet.models.losses import (
     critic_loss,
     cycle_loss,
     generator_loss,

@@ -24,7 +24,7 @@ PACKAGES = (
     "monet.models",
     "monet.callbacks",
     "monet.data",
-    "monet.loggers",
+    "monet.runtime.loggers",
     "torch.optim",
     "lightning.pytorch.loggers",
     "lightning.pytorch.callbacks",

@@ -1,6 +1,6 @@
-"""monet.compat: one test per private interface the package uses. Each fails when the library
-changes what the adapter relies on (a name gone, a meaning changed, or a workaround no longer
-needed), so a version bump shows at once which adapter to rewrite."""
+"""monet.runtime.compat: one test per private interface the package uses. Each fails when the
+library changes what the adapter relies on (a name gone, a meaning changed, or a workaround no
+longer needed), so a version bump shows at once which adapter to rewrite."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_a_fused_optimizer_skips_the_step_it_is_told_to_skip_and_only_that(make)
 def test_lightning_still_passes_wandb_the_anonymous_argument_compat_drops(tmp_path):
     logger = WandbLogger(project="p", save_dir=str(tmp_path), offline=True)
     # When this fails Lightning no longer passes `anonymous` (or keeps its arguments elsewhere):
-    # drop `drop_wandb_anonymous` and its call in monet/loggers.py.
+    # drop `drop_wandb_anonymous` and its call in monet/runtime/loggers.py.
     assert "anonymous" in logger._wandb_init and logger._wandb_init["anonymous"] is None
     compat.drop_wandb_anonymous(logger)
     assert "anonymous" not in logger._wandb_init

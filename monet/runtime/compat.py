@@ -1,6 +1,6 @@
 """Every use of a library's private (or unpublished) interface, in one place.
 
-Each has no public route in the versions pinned in pyproject.toml, and tests/test_compat.py
+Each has no public route in the versions pinned in pyproject.toml, and tests/runtime/test_compat.py
 has a test per use that fails when the library changes it. Everything else in the package uses
 public APIs only.
 """

@@ -1,4 +1,4 @@
-"""monet.seeding: stream seeds stable across processes and different for each rank, each
+"""monet.runtime.seeding: stream seeds stable across processes and different for each rank, each
 rank's own global streams, RNG states that round-trip, seeds that follow tensor contents."""
 
 from __future__ import annotations
@@ -10,11 +10,12 @@ import sys
 import torch
 from support import ROOT
 
-from monet import seeding
+from monet.runtime import seeding
 
 
 def test_stream_seeds_are_stable_across_processes_and_differ_by_rank():
-    code = "from monet.seeding import stream_seed; print(stream_seed(0, 1, 2), stream_seed(7))"
+    code = "from monet.runtime.seeding import stream_seed; "
+    code += "print(stream_seed(0, 1, 2), stream_seed(7))"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONHASHSEED": "123"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.stdout.split() == [str(seeding.stream_seed(0, 1, 2)), str(seeding.stream_seed(7))]

@@ -1,5 +1,5 @@
-"""The one network probe (monet.connectivity) that W&B and the Inception download ask: it goes
-through the proxy where one is set, and costs no more than its timeout when nothing answers."""
+"""The one network probe (monet.runtime.connectivity) that W&B and the Inception download ask: it
+goes through the proxy where one is set, and costs no more than its timeout when nothing answers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ def test_one_network_probe_goes_through_the_proxy(monkeypatch):
     proxy, not the host (which it cannot resolve)."""
     import socket
 
-    from monet.loggers import wandb_can_sync
+    from monet.runtime.loggers import wandb_can_sync
 
     tried = []
 
@@ -34,7 +34,7 @@ def test_the_network_probe_gives_up_after_its_timeout(monkeypatch):
     is still blocked."""
     import socket
 
-    from monet.connectivity import reachable
+    from monet.runtime.connectivity import reachable
 
     blocked, release = threading.Event(), threading.Event()
 

@@ -9,8 +9,8 @@ from typing import Any
 from lightning.pytorch.loggers import WandbLogger as _WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from monet.compat import drop_wandb_anonymous
-from monet.connectivity import reachable
+from monet.runtime.compat import drop_wandb_anonymous
+from monet.runtime.connectivity import reachable
 
 
 def wandb_can_sync(host: str = "api.wandb.ai", timeout: float = 2.0) -> bool:

@@ -1,4 +1,4 @@
-"""Config mistakes in one line (monet.cli_errors): a YAML syntax error names the file, line and
+"""Config mistakes in one line (monet.cli.checks): a YAML syntax error names the file, line and
 column; a misspelt class or option names its key and the closest name, in a config file or
 on the command line."""
 

@@ -1,16 +1,20 @@
 """No host syncs in the training step: `aten::_local_scalar_dense` (the op behind `.item()`,
 `bool(tensor)` and `float(tensor)`) is counted over every training batch of real shipped-config
-runs, progress bar, loggers and every callback included (`monet.syncs.count_syncs`). On a GPU
+runs, progress bar, loggers and every callback included (`benchmarks/syncs.py`). On a GPU
 each such call would wait for the queued kernels; only the batches the loggers log may read
 values back. `benchmarks/gpu.py` prints the same count for every config."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 from support import ROOT, shrink_nets, small
 
 from monet.__main__ import cli_main
-from monet.syncs import count_syncs
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from syncs import count_syncs  # noqa: E402
 
 
 @pytest.mark.slow

@@ -1,4 +1,5 @@
-"""monet.malloc: after keep_freed_memory, big buffers are reused instead of page-faulted in."""
+"""monet.runtime.malloc: after keep_freed_memory, big buffers are reused instead of page-faulted
+in."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 # small bookkeeping blocks land between the big ones at random and blur the count.
 PROBE = """
 import ctypes, resource, sys
-from monet.malloc import keep_freed_memory
+from monet.runtime.malloc import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory() and keep_freed_memory()  # idempotent
 libc = ctypes.CDLL(None)

@@ -36,13 +36,13 @@ from monet.callbacks import (
     SampleGrid,
 )
 from monet.callbacks.config import SaveConfig, model_info
-from monet.cli_errors import check_config_file, config_paths, one_line
+from monet.cli.checks import check_config_file, config_paths, one_line
 from monet.data import MonetDataModule
 from monet.errors import ConfigError, Interrupted, MonetError
-from monet.malloc import keep_freed_memory
 from monet.models.common import GenerativeModule, check_data
 from monet.models.ema import upgrade_checkpoint
-from monet.rundir import run_dir
+from monet.runtime.malloc import keep_freed_memory
+from monet.runtime.rundir import run_dir
 
 NAMED_CHECKPOINTS = ("last", "best")  # found in the experiment's folders (`resolve_checkpoint`)
 
@@ -65,7 +65,7 @@ RUN_DEFAULTS = {
     # W&B, offline by itself without an API key or network (then: wandb sync <dir>); for CSV:
     # --trainer.logger.class_path lightning.pytorch.loggers.CSVLogger
     "trainer.logger": {
-        "class_path": "monet.loggers.WandbLogger",
+        "class_path": "monet.runtime.loggers.WandbLogger",
         "init_args": {"project": "monet", "log_model": False},
     },
     "best.monitor": "metrics/selection",  # MiFID, or SWD x near-copies (EvalMetrics)

@@ -1,5 +1,5 @@
-"""W&B (monet.loggers): with no API key a run goes offline by itself, and the run folder holds
-the offline run with its sample images, the checkpoints, the config, the loss curves, the
+"""W&B (monet.runtime.loggers): with no API key a run goes offline by itself, and the run folder
+holds the offline run with its sample images, the checkpoints, the config, the loss curves, the
 grids and their GIF."""
 
 from __future__ import annotations
