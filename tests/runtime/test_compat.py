@@ -8,7 +8,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import WandbLogger
 
-from monet import compat
+from monet.runtime import compat
 
 
 def test_torch_still_has_the_cpu_bf16_checks():
