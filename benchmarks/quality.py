@@ -13,13 +13,14 @@ the paintings' per-channel statistics, so wrong colours count. The paintings are
 seeded halves of `--num` images: the second half is the reference of every row, the first half
 gives the floor (real vs real), and `--num` Kaggle photos the baseline (not paintings).
 Near-copies are generated images within the memorization check's threshold of a training
-painting (`monet.metrics.memorization`). "4-px grid" is the share of the images' detail on a
+painting (`monet.metrics.memorization`). ""Contrast" is the images' per-channel pixel std over the
+paintings' (haze shows well below 1). "4-px grid" is the share of the images' detail on a
 4-px grid (`monet.metrics.spectrum`) as a multiple of the paintings' share: the dot pattern of
 transposed convolutions shows as 10x and more. The table also gives the steps done, the share
 of wall time spent in training steps (the rest: validation, metrics, grids, checkpoints) and
 the optimizer steps a minute of the run next to a plain PyTorch loop of the same step
 (`benchmarks/train.py`), measured in the same process. With `--out DIR`, DIR/rowN.png shows
-the first 64 images of each generated row.
+the first 64 images of each row but the floor (DIR/rowN.pt: all of them).
 """
 
 from __future__ import annotations
@@ -239,8 +240,8 @@ def main() -> None:
     if args.out:  # the images themselves, for a look: a grid per generated row
         from torchvision.utils import save_image
 
-        for i, (_, images, steps_done) in enumerate(rows):
-            if steps_done:
+        for i, (_, images, _) in enumerate(rows):
+            if i:  # all but the floor: the photos too, for a sheet of photos beside translations
                 save_image((images[:64] + 1) / 2, out.parent / f"row{i}.png", nrow=8)
                 torch.save(images, out.parent / f"row{i}.pt")
     plain = ""
@@ -258,10 +259,10 @@ def main() -> None:
     )
     header = (
         f"{'images':<58} | {'SWD':>6} | {'x floor':>7} | {'near-copies':>11} | "
-        f"{'4-px grid':>9} | steps"
+        f"{'contrast':>8} | {'4-px grid':>9} | steps"
     )
     print(header + "\n" + "-" * len(header))
-    floor, grid_floor = None, None
+    floor, grid_floor, paintings_std = None, None, half_b.std(dim=(0, 2, 3))
     for name, images, steps_done in rows:
         swd = sliced_wasserstein_distance(half_b, images, normalise="reference").mean
         grid = grid_share(images)
@@ -269,7 +270,7 @@ def main() -> None:
         copies = "-" if steps_done == "" else f"{share(images, training):.1%}"
         print(
             f"{name:<58} | {swd:>6.1f} | {swd / floor:>7.2f} | {copies:>11} | "
-            f"{grid / grid_floor:>8.1f}x | {steps_done}",
+            f"{contrast(images, paintings_std):>8.2f} | {grid / grid_floor:>8.1f}x | {steps_done}",
             flush=True,
         )
     tmp.cleanup()
@@ -288,6 +289,11 @@ def sampler_of(model: L.LightningModule) -> str:
 
 def pick_photos(photos: torch.Tensor, num: int) -> torch.Tensor:
     return torch.randperm(len(photos), generator=torch.Generator().manual_seed(1))[:num]
+
+
+def contrast(images: torch.Tensor, paintings_std: torch.Tensor) -> float:
+    """The images' per-channel pixel std over the paintings', averaged over the channels."""
+    return float((images.std(dim=(0, 2, 3)) / paintings_std).mean())
 
 
 def share(images: torch.Tensor, training: torch.Tensor) -> float:

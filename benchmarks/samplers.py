@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 from common import data_root, quiet
-from quality import generate, paintings_and_photos, share
+from quality import contrast, generate, paintings_and_photos, share
 
 from monet.__main__ import cli_main
 from monet.metrics import sliced_wasserstein_distance
@@ -75,10 +75,10 @@ def main() -> None:
             images = generate(model, torch.arange(args.num), args.size)
             seconds = time.perf_counter() - start
             swd = sliced_wasserstein_distance(half_b, images, normalise="reference").mean
-            contrast = float((images.std(dim=(0, 2, 3)) / paintings_std).mean())
             print(
                 f"{sampler:<9} | {done:>11} | {swd:>6.1f} | {swd / floor:>7.2f} | "
-                f"{share(images, training):>10.1%} | {contrast:>8.2f} | {seconds:.0f}",
+                f"{share(images, training):>10.1%} | {contrast(images, paintings_std):>8.2f} | "
+                f"{seconds:.0f}",
                 flush=True,
             )
     tmp.cleanup()
