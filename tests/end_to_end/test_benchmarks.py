@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from support import ROOT
 
 from monet.nets.common import cpu_has_bf16
@@ -92,11 +93,12 @@ def test_quality_benchmark_trains_exports_and_prints_its_table():
     )
     summary = next(line for line in lines if line.startswith("fastgan:"))
     assert "4 optimizer steps" in summary and "plain loop" in summary
-    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
+    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 7}
     assert float(rows["two halves of the real paintings (the floor)"][1]) == 1.0
     ema = rows["generated, EMA network (buffers: standing)"]
     assert float(ema[0]) > 0 and ema[2].strip().endswith("%")
-    assert ema[4].strip() == "1 G / 3 D"  # n_critic 2: critic, critic + generator, critic
+    assert float(ema[3]) > 0  # contrast: the samples' pixel std over the paintings'
+    assert ema[5].strip() == "1 G / 3 D"  # n_critic 2: critic, critic + generator, critic
     assert "generated, raw network" in rows
     assert "generated, raw network, standing BatchNorm statistics" in rows
 
@@ -125,18 +127,25 @@ def test_translation_benchmark_prints_lightning_and_plain_rates():
     "name, extra",
     [("cyclegan_128", ()), ("cut_128", ("model.init_args.nce_layers=[0,4,7,10]",))],
 )
-def test_quality_benchmark_scores_translated_photos_beside_the_same_photos(name, extra):
+def test_quality_benchmark_scores_translated_photos_beside_the_same_photos(name, extra, tmp_path):
     lines = run_script(
         "quality.py",
         str(ROOT / "configs" / f"{name}.yaml"),
         *("--steps", "4", "--num", "4", "--size", "32", "--plain-steps", "1"),
+        *("--out", str(tmp_path)),
         *("--set", "data.image_size=32", "data.batch_size=2", *SMALL_CYCLEGAN, *extra),
     )
-    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
+    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 7}
     assert "4 Kaggle photos, not paintings" in rows  # the very photos that were translated
     translated = rows["translated photos, EMA network (buffers: average)"]
-    assert float(translated[0]) > 0 and translated[4].strip() == "2 G / 2 D"
+    assert float(translated[0]) > 0 and translated[5].strip() == "2 G / 2 D"
     assert "translated photos, raw network" in rows
+    photos, translated = torch.load(tmp_path / "row1.pt"), torch.load(tmp_path / "row2.pt")
+    assert photos.shape == translated.shape == (4, 3, 32, 32)  # kept for a side-by-side sheet
+    sheet = tmp_path / "sheet.png"
+    run_script("sheet.py", str(tmp_path), "1", "2", "--per-line", "2", "--to", str(sheet))
+    # strips of 2: photos 0-1 above their translations, then photos 2-3 above theirs
+    assert Image.open(sheet).size == (2 + 2 * 34, 2 + 4 * 34)
 
 
 @pytest.mark.slow
@@ -178,7 +187,7 @@ def test_quality_scores_every_kept_ema_length_and_samplers_table_reads_its_check
     )
     summary = next(line for line in lines if line.startswith("ddpm_small:"))
     assert "samples: dpmpp_2m, 10 steps (10 network evaluations)" in summary
-    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 6}
+    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 7}
     for half_life in ("1000", "5000", "10000"):  # kept beside the 2,500 that samples
         assert f"generated, EMA half-life {half_life} images" in rows
     ckpt = next(tmp_path.rglob("last.ckpt"))
