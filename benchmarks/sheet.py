@@ -16,14 +16,16 @@ import torch
 from torchvision.transforms.functional import to_pil_image
 from torchvision.utils import make_grid
 
+from monet.images import to_uint8
+
 
 def sheet(rows: list[torch.Tensor], num: int, per_line: int) -> torch.Tensor:
-    """(3, H, W) in [0, 1]: strips of `per_line` images, row after row, until `num` of each."""
+    """(3, H, W) uint8: strips of `per_line` images, row after row, until `num` of each."""
     strips = []
     for start in range(0, num, per_line):
         strips += [row[start : min(start + per_line, num)] for row in rows]
     images = torch.cat(strips)
-    return make_grid((images.clamp(-1, 1) + 1) / 2, nrow=per_line, padding=2)
+    return make_grid(to_uint8(images), nrow=per_line, padding=2)
 
 
 def main() -> None:

@@ -1,10 +1,12 @@
 """Every shipped config resolves to the values it had before the shared settings moved into the
 CLI (`RUN_CALLBACKS`, `RUN_DEFAULTS` in monet/cli/main.py): the model, the data, the trainer,
 the seed and each callback's init args. The fixture was written from the configs as they were, by
-the `resolve` below run on that code (callbacks then listed under `trainer.callbacks`)."""
+the `resolve` below run on that code (callbacks then listed under `trainer.callbacks`). Recipe
+changes made on purpose since are listed in CHANGED, each with the measurement behind it."""
 
 from __future__ import annotations
 
+import copy
 import importlib
 import json
 from pathlib import Path
@@ -44,7 +46,7 @@ CHANGED = {
 
 def with_changes(before: dict, stem: str) -> dict:
     """The fixture's values for `stem`, with the deliberate changes listed in CHANGED."""
-    before = json.loads(json.dumps(before))
+    before = copy.deepcopy(before)
     for dotted, value in CHANGED.get(stem, {}).items():
         *path, last = dotted.split(".")
         node = before

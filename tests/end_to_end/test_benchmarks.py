@@ -36,6 +36,13 @@ def run_script(name: str, *args: str, **env_vars: str) -> list[str]:
     return run([sys.executable, str(ROOT / "benchmarks" / name), *args], **env_vars)
 
 
+def quality_rows(lines: list[str]) -> dict[str, list[str]]:
+    """quality.py's table, {row name: its 6 columns}: SWD, x floor, near-copies, contrast,
+    4-px grid, steps."""
+    rows = (line.split("|") for line in lines)
+    return {r[0].strip(): r[1:] for r in rows if len(r) == 7}
+
+
 def test_flop_count_of_a_linear_layer_forward_and_backward():
     layer = torch.nn.Linear(32, 8)
     x = torch.randn(4, 32, requires_grad=True)
@@ -93,7 +100,7 @@ def test_quality_benchmark_trains_exports_and_prints_its_table():
     )
     summary = next(line for line in lines if line.startswith("fastgan:"))
     assert "4 optimizer steps" in summary and "plain loop" in summary
-    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 7}
+    rows = quality_rows(lines)
     assert float(rows["two halves of the real paintings (the floor)"][1]) == 1.0
     ema = rows["generated, EMA network (buffers: standing)"]
     assert float(ema[0]) > 0 and ema[2].strip().endswith("%")
@@ -135,7 +142,7 @@ def test_quality_benchmark_scores_translated_photos_beside_the_same_photos(name,
         *("--out", str(tmp_path)),
         *("--set", "data.image_size=32", "data.batch_size=2", *SMALL_CYCLEGAN, *extra),
     )
-    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 7}
+    rows = quality_rows(lines)
     assert "4 Kaggle photos, not paintings" in rows  # the very photos that were translated
     translated = rows["translated photos, EMA network (buffers: average)"]
     assert float(translated[0]) > 0 and translated[5].strip() == "2 G / 2 D"
@@ -187,7 +194,7 @@ def test_quality_scores_every_kept_ema_length_and_samplers_table_reads_its_check
     )
     summary = next(line for line in lines if line.startswith("ddpm_small:"))
     assert "samples: dpmpp_2m, 10 steps (10 network evaluations)" in summary
-    rows = {r[0].strip(): r[1:] for r in (line.split("|") for line in lines) if len(r) == 7}
+    rows = quality_rows(lines)
     for half_life in ("1000", "5000", "10000"):  # kept beside the 2,500 that samples
         assert f"generated, EMA half-life {half_life} images" in rows
     ckpt = next(tmp_path.rglob("last.ckpt"))
